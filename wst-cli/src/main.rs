@@ -1,0 +1,65 @@
+//! The `wst` command: a thin layer that parses flags and TOML and calls the library crates.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+
+/// Weak-to-Strong Transfer: train a small teacher to write instructions that make a larger
+/// student answer better.
+#[derive(Parser)]
+#[command(name = "wst", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate a config (with overrides) and print it fully resolved, defaults included.
+    Config {
+        /// The TOML config.
+        #[arg(long)]
+        config: PathBuf,
+        /// Override a key: `--set grpo.lr=1e-5` (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+    },
+    /// Print the libtorch build wst runs on: CUDA devices, cuDNN, threads.
+    Info,
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Config { config, set } => {
+            let cfg = wst_core::Config::load(&config, &set)?;
+            cfg.validate()
+                .with_context(|| format!("config {}", config.display()))?;
+            print!("{}", cfg.to_toml());
+            Ok(())
+        }
+        Command::Info => {
+            println!("wst {}", env!("CARGO_PKG_VERSION"));
+            println!("{}", wst_models::torch_info());
+            Ok(())
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("WST_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

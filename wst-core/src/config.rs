@@ -1,0 +1,889 @@
+//! The TOML configuration of a run: serde structs with defaults, `--set` overrides and a
+//! `validate()` that reports every problem at once.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result, RewardWeights, SamplingParams, TemplatesConfig};
+
+/// A whole run: `[run]`, `[teacher]`, `[student]`, `[data]`, `[reward]`, `[grpo]`, `[templates]`,
+/// `[eval]`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Run identity, output, seed, device, length and checkpointing.
+    pub run: RunConfig,
+    /// The model being trained.
+    pub teacher: TeacherConfig,
+    /// The model being instructed.
+    pub student: StudentConfig,
+    /// Training queries.
+    pub data: DataConfig,
+    /// How student replies are scored.
+    pub reward: RewardConfig,
+    /// The GRPO optimiser.
+    pub grpo: GrpoConfig,
+    /// Prompt templates.
+    pub templates: TemplatesConfig,
+    /// Held-out evaluation.
+    pub eval: EvalConfig,
+}
+
+/// Where tensors live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceChoice {
+    /// CUDA when available, else the CPU.
+    #[default]
+    Auto,
+    /// The CPU.
+    Cpu,
+    /// The first CUDA device.
+    Cuda,
+}
+
+/// Floating-point type of model weights and activations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum DType {
+    /// bf16 on CUDA, f32 on the CPU.
+    #[default]
+    Auto,
+    /// 32-bit floats.
+    F32,
+    /// bfloat16.
+    Bf16,
+    /// float16.
+    F16,
+}
+
+/// `[run]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RunConfig {
+    /// Name of the run (its directory under `output_dir`).
+    pub name: String,
+    /// Parent folder of run directories.
+    pub output_dir: PathBuf,
+    /// Seed of every random choice in the run.
+    pub seed: u64,
+    /// Device for the teacher and local models.
+    pub device: DeviceChoice,
+    /// Optimiser steps.
+    pub steps: u64,
+    /// Save a checkpoint every this many steps (0: only at the end).
+    pub save_every: u64,
+    /// Keep at most this many checkpoints (0: all).
+    pub keep_checkpoints: usize,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        RunConfig {
+            name: "wst".into(),
+            output_dir: "runs".into(),
+            seed: 0,
+            device: DeviceChoice::Auto,
+            steps: 100,
+            save_every: 0,
+            keep_checkpoints: 2,
+        }
+    }
+}
+
+/// `[teacher]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TeacherConfig {
+    /// Local path (HF folder or `.gguf`) or a hub model id.
+    pub model: String,
+    /// Weight and compute type.
+    pub dtype: DType,
+    /// Sampling of instructions; `max_new_tokens` caps the instruction length.
+    pub sampling: SamplingParams,
+}
+
+impl Default for TeacherConfig {
+    fn default() -> Self {
+        TeacherConfig {
+            model: String::new(),
+            dtype: DType::Auto,
+            sampling: SamplingParams {
+                temperature: 1.0,
+                max_new_tokens: 64,
+                ..SamplingParams::default()
+            },
+        }
+    }
+}
+
+/// What answers the queries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum StudentKind {
+    /// A model run in-process on tch.
+    #[default]
+    Local,
+    /// An OpenAI-compatible `/v1/chat/completions` endpoint (vLLM, SGLang, hosted APIs).
+    Openai,
+}
+
+/// `[student]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StudentConfig {
+    /// Local or HTTP.
+    pub kind: StudentKind,
+    /// Local: path or hub id. HTTP: the model name sent in requests.
+    pub model: String,
+    /// Local: weight type.
+    pub dtype: DType,
+    /// HTTP: base URLs (ending before `/chat/completions`), used round-robin.
+    pub base_urls: Vec<String>,
+    /// HTTP: name of the environment variable that holds the API key (never the key itself).
+    pub api_key_env: Option<String>,
+    /// HTTP: requests in flight at once, per base URL.
+    pub max_concurrency: usize,
+    /// HTTP: seconds before a request is abandoned and retried.
+    pub timeout_s: f64,
+    /// HTTP: retries after the first attempt.
+    pub max_retries: u32,
+    /// Local: prompts per forward batch.
+    pub batch_size: usize,
+    /// K: replies per (query, instruction).
+    pub samples: usize,
+    /// Replies per query without instruction for the baseline `s_i`.
+    pub baseline_samples: usize,
+    /// Sampling of replies.
+    pub sampling: SamplingParams,
+}
+
+impl Default for StudentConfig {
+    fn default() -> Self {
+        StudentConfig {
+            kind: StudentKind::Local,
+            model: String::new(),
+            dtype: DType::Auto,
+            base_urls: Vec::new(),
+            api_key_env: None,
+            max_concurrency: 16,
+            timeout_s: 120.0,
+            max_retries: 5,
+            batch_size: 64,
+            samples: 10,
+            baseline_samples: 10,
+            sampling: SamplingParams {
+                temperature: 0.7,
+                max_new_tokens: 512,
+                ..SamplingParams::default()
+            },
+        }
+    }
+}
+
+/// Known dataset layouts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum DatasetKind {
+    /// GSM8K: `question`, `answer` with `#### N`.
+    Gsm8k,
+    /// MATH-500: `problem`, `answer`, `subject`, `level`, `unique_id`.
+    Math500,
+    /// HH-RLHF: `chosen`, `rejected` dialogues.
+    HhRlhf,
+    /// The embedded arithmetic generator (no files).
+    #[default]
+    Arith,
+    /// Any table, with the columns named in `query_field` / `reference_field` / `id_field`.
+    Generic,
+}
+
+/// Difficulty of the embedded arithmetic task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum ArithLevel {
+    /// `What is a + b?` with single digits.
+    #[default]
+    SingleDigit,
+    /// Two-digit sums.
+    TwoDigit,
+    /// `+ - *` on small numbers.
+    Mixed,
+    /// One-sentence word problems.
+    Word,
+}
+
+/// `[data]` (and `[eval.data]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DataConfig {
+    /// The layout.
+    pub dataset: DatasetKind,
+    /// File, folder of Parquet shards, or hub dataset id (not used by `arith`).
+    pub path: Option<String>,
+    /// Split name for folders and hub datasets (`train`, `test`).
+    pub split: Option<String>,
+    /// Use at most this many rows.
+    pub limit: Option<usize>,
+    /// Shuffle (per epoch, seeded) during training.
+    pub shuffle: bool,
+    /// Seed of the shuffle and of generated data; defaults to `run.seed`.
+    pub seed: Option<u64>,
+    /// Generic: the query column.
+    pub query_field: Option<String>,
+    /// Generic: the reference column.
+    pub reference_field: Option<String>,
+    /// Generic: the id column (else ids are `dataset/row`).
+    pub id_field: Option<String>,
+    /// Arith: difficulty.
+    pub arith_level: ArithLevel,
+    /// Arith: number of problems to generate.
+    pub arith_count: usize,
+    /// Skip malformed rows (counted and reported) instead of failing.
+    pub skip_bad_rows: bool,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        DataConfig {
+            dataset: DatasetKind::Arith,
+            path: None,
+            split: None,
+            limit: None,
+            shuffle: true,
+            seed: None,
+            query_field: None,
+            reference_field: None,
+            id_field: None,
+            arith_level: ArithLevel::SingleDigit,
+            arith_count: 1000,
+            skip_bad_rows: false,
+        }
+    }
+}
+
+/// How replies are scored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum RewardKind {
+    /// 1 when the extracted answer equals the reference, else 0 (component `correct`).
+    #[default]
+    Math,
+    /// Sequence-classifier reward models, one component per entry of `reward.models`.
+    RewardModel,
+}
+
+/// `[reward]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RewardConfig {
+    /// Which scorer.
+    pub kind: RewardKind,
+    /// Weights `w` over components (sum 1, each >= 0).
+    pub weights: BTreeMap<String, f64>,
+    /// Reward models: component name -> path or hub id.
+    pub models: BTreeMap<String, String>,
+    /// Math: fall back to the last number of a reply when nothing else marks the answer.
+    pub last_number_fallback: bool,
+    /// Reward models: pairs per forward batch.
+    pub batch_size: usize,
+}
+
+impl Default for RewardConfig {
+    fn default() -> Self {
+        RewardConfig {
+            kind: RewardKind::Math,
+            weights: BTreeMap::from([("correct".to_string(), 1.0)]),
+            models: BTreeMap::new(),
+            last_number_fallback: true,
+            batch_size: 16,
+        }
+    }
+}
+
+/// Loss aggregation over tokens and sequences.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum LossType {
+    /// Mean over each sequence's tokens, then over sequences (DeepSeekMath GRPO).
+    #[default]
+    Grpo,
+    /// Sum over tokens divided by a constant (batch x max length) (Dr. GRPO).
+    DrGrpo,
+    /// Mean over all tokens of the batch (DAPO).
+    Dapo,
+}
+
+/// How rewards become advantages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ScaleRewards {
+    /// Subtract the group mean, divide by the group std.
+    #[default]
+    Group,
+    /// Subtract the group mean, divide by the batch std.
+    Batch,
+    /// Subtract the group mean only.
+    None,
+}
+
+/// Learning-rate schedule after warmup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Schedule {
+    /// Constant.
+    #[default]
+    Constant,
+    /// Cosine decay to `min_lr_ratio * lr`.
+    Cosine,
+}
+
+/// `[grpo]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GrpoConfig {
+    /// B: queries per step.
+    pub batch_size: usize,
+    /// G: instructions sampled per query.
+    pub group_size: usize,
+    /// Peak learning rate.
+    pub lr: f64,
+    /// AdamW decoupled weight decay.
+    pub weight_decay: f64,
+    /// AdamW betas.
+    pub betas: [f64; 2],
+    /// AdamW epsilon.
+    pub adam_eps: f64,
+    /// Linear warmup steps.
+    pub warmup_steps: u64,
+    /// Schedule after warmup.
+    pub schedule: Schedule,
+    /// Final lr as a fraction of `lr` (cosine).
+    pub min_lr_ratio: f64,
+    /// Lower clip range of the importance ratio.
+    pub epsilon: f64,
+    /// Upper clip range (DAPO clip-higher); defaults to `epsilon`.
+    pub epsilon_high: Option<f64>,
+    /// KL coefficient to the frozen reference teacher (0: no reference is loaded).
+    pub beta: f64,
+    /// Loss aggregation.
+    pub loss_type: LossType,
+    /// Advantage normalisation.
+    pub scale_rewards: ScaleRewards,
+    /// Optimiser passes over each batch of rollouts.
+    pub num_iterations: usize,
+    /// Sequences per forward/backward (gradient accumulation over the rest).
+    pub micro_batch_size: usize,
+    /// Global gradient-norm clip (0: off).
+    pub max_grad_norm: f64,
+}
+
+impl Default for GrpoConfig {
+    fn default() -> Self {
+        GrpoConfig {
+            batch_size: 8,
+            group_size: 4,
+            lr: 1e-6,
+            weight_decay: 0.0,
+            betas: [0.9, 0.999],
+            adam_eps: 1e-8,
+            warmup_steps: 0,
+            schedule: Schedule::Constant,
+            min_lr_ratio: 0.0,
+            epsilon: 0.2,
+            epsilon_high: None,
+            beta: 0.0,
+            loss_type: LossType::Grpo,
+            scale_rewards: ScaleRewards::Group,
+            num_iterations: 1,
+            micro_batch_size: 8,
+            max_grad_norm: 1.0,
+        }
+    }
+}
+
+impl GrpoConfig {
+    /// The upper clip range in use.
+    pub fn epsilon_high(&self) -> f64 {
+        self.epsilon_high.unwrap_or(self.epsilon)
+    }
+}
+
+/// `[eval]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EvalConfig {
+    /// Held-out queries; `None` uses `[data]` with a different seed and no overlap.
+    pub data: Option<DataConfig>,
+    /// Queries evaluated.
+    pub limit: usize,
+    /// Student replies per query and condition.
+    pub samples: usize,
+}
+
+impl Default for EvalConfig {
+    fn default() -> Self {
+        EvalConfig {
+            data: None,
+            limit: 100,
+            samples: 4,
+        }
+    }
+}
+
+impl Config {
+    /// Parses TOML text (no overrides).
+    pub fn from_toml_str(text: &str, origin: &str) -> Result<Self> {
+        toml::from_str(text).map_err(|e| Error::ConfigParse {
+            origin: origin.to_string(),
+            source: Box::new(e),
+        })
+    }
+
+    /// Reads a file, applies `key=value` overrides (TOML values; bare words are strings), and
+    /// parses. Does not validate: call [`Config::validate`].
+    pub fn load(path: &Path, overrides: &[String]) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::ConfigIo {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_toml_with_overrides(&text, &path.display().to_string(), overrides)
+    }
+
+    /// Parses TOML text after applying `key=value` overrides.
+    pub fn from_toml_with_overrides(
+        text: &str,
+        origin: &str,
+        overrides: &[String],
+    ) -> Result<Self> {
+        let mut value: toml::Table = toml::from_str(text).map_err(|e| Error::ConfigParse {
+            origin: origin.to_string(),
+            source: Box::new(e),
+        })?;
+        for o in overrides {
+            apply_override(&mut value, o)?;
+        }
+        let text = toml::to_string(&value).map_err(|e| Error::BadOverride {
+            assignment: overrides.join(" "),
+            reason: e.to_string(),
+        })?;
+        let origin = if overrides.is_empty() {
+            origin.to_string()
+        } else {
+            format!("{origin} with --set {}", overrides.join(" --set "))
+        };
+        Self::from_toml_str(&text, &origin)
+    }
+
+    /// The configuration as TOML (what a run directory stores).
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot serialise config: {e}\n"))
+    }
+
+    /// The run directory: `output_dir/name`.
+    pub fn run_dir(&self) -> PathBuf {
+        self.run.output_dir.join(&self.run.name)
+    }
+
+    /// The reward weights as a validated type.
+    pub fn reward_weights(&self) -> Result<RewardWeights> {
+        RewardWeights::new(self.reward.weights.clone())
+    }
+
+    /// Every problem with the configuration, or `Ok`.
+    pub fn validate(&self) -> Result<()> {
+        let p = self.problems();
+        if p.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::InvalidConfig(p))
+        }
+    }
+
+    /// Every problem with the configuration, as messages naming the key.
+    pub fn problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        let r = &self.run;
+        if r.name.trim().is_empty() || r.name.contains(['/', '\\']) {
+            p.push(format!(
+                "run.name must be a non-empty folder name, got {:?}",
+                r.name
+            ));
+        }
+        if r.steps == 0 {
+            p.push("run.steps must be >= 1".into());
+        }
+
+        if self.teacher.model.trim().is_empty() {
+            p.push("teacher.model must name a model (path, .gguf file or hub id)".into());
+        }
+        p.extend(self.teacher.sampling.problems("teacher.sampling"));
+        if self.teacher.sampling.is_greedy() && self.grpo.group_size > 1 {
+            p.push(
+                "teacher.sampling.temperature is 0 (greedy): all G instructions of a group would \
+                 be identical; use a temperature > 0"
+                    .into(),
+            );
+        }
+
+        let s = &self.student;
+        if s.model.trim().is_empty() {
+            p.push("student.model must name a model".into());
+        }
+        match s.kind {
+            StudentKind::Openai => {
+                if s.base_urls.is_empty() {
+                    p.push(
+                        "student.base_urls must list at least one URL for kind = \"openai\"".into(),
+                    );
+                }
+                for u in &s.base_urls {
+                    if !(u.starts_with("http://") || u.starts_with("https://")) {
+                        p.push(format!(
+                            "student.base_urls: {u:?} must start with http:// or https://"
+                        ));
+                    }
+                }
+                if let Some(env) = &s.api_key_env {
+                    if env.is_empty() || env.contains(['=', ' ']) {
+                        p.push(format!(
+                            "student.api_key_env must be an environment variable name, got {env:?}"
+                        ));
+                    }
+                }
+                if s.max_concurrency == 0 {
+                    p.push("student.max_concurrency must be >= 1".into());
+                }
+                if !(s.timeout_s.is_finite() && s.timeout_s > 0.0) {
+                    p.push(format!(
+                        "student.timeout_s must be > 0, got {}",
+                        s.timeout_s
+                    ));
+                }
+            }
+            StudentKind::Local => {
+                if s.batch_size == 0 {
+                    p.push("student.batch_size must be >= 1".into());
+                }
+            }
+        }
+        if s.samples == 0 {
+            p.push("student.samples (K) must be >= 1".into());
+        }
+        p.extend(s.sampling.problems("student.sampling"));
+
+        p.extend(data_problems(&self.data, "data"));
+
+        let rw = &self.reward;
+        p.extend(RewardWeights(rw.weights.clone()).problems("reward.weights"));
+        match rw.kind {
+            RewardKind::Math => {
+                for k in rw.weights.keys() {
+                    if k != "correct" {
+                        p.push(format!(
+                            "reward.weights.{k}: the math reward has only the component `correct`"
+                        ));
+                    }
+                }
+                if self.data.dataset == DatasetKind::HhRlhf {
+                    p.push(
+                        "reward.kind = \"math\" needs reference answers, which hh-rlhf has not; \
+                         use reward.kind = \"reward-model\""
+                            .into(),
+                    );
+                }
+            }
+            RewardKind::RewardModel => {
+                if rw.models.is_empty() {
+                    p.push("reward.models must map component names to reward models".into());
+                }
+                for k in rw.weights.keys() {
+                    if !rw.models.contains_key(k) {
+                        p.push(format!("reward.weights.{k} has no model in reward.models"));
+                    }
+                }
+                if rw.batch_size == 0 {
+                    p.push("reward.batch_size must be >= 1".into());
+                }
+            }
+        }
+
+        let g = &self.grpo;
+        if g.batch_size == 0 {
+            p.push("grpo.batch_size (B) must be >= 1".into());
+        }
+        if g.group_size < 2 {
+            p.push(format!(
+                "grpo.group_size (G) must be >= 2 for group-relative advantages, got {}",
+                g.group_size
+            ));
+        }
+        if !(g.lr.is_finite() && g.lr > 0.0) {
+            p.push(format!("grpo.lr must be > 0, got {}", g.lr));
+        }
+        if !(g.weight_decay.is_finite() && g.weight_decay >= 0.0) {
+            p.push(format!(
+                "grpo.weight_decay must be >= 0, got {}",
+                g.weight_decay
+            ));
+        }
+        for (i, b) in g.betas.iter().enumerate() {
+            if !(0.0..1.0).contains(b) {
+                p.push(format!("grpo.betas[{i}] must be in [0, 1), got {b}"));
+            }
+        }
+        if !(g.adam_eps.is_finite() && g.adam_eps > 0.0) {
+            p.push(format!("grpo.adam_eps must be > 0, got {}", g.adam_eps));
+        }
+        if !(0.0..=1.0).contains(&g.min_lr_ratio) {
+            p.push(format!(
+                "grpo.min_lr_ratio must be in [0, 1], got {}",
+                g.min_lr_ratio
+            ));
+        }
+        if !(g.epsilon.is_finite() && g.epsilon > 0.0) {
+            p.push(format!("grpo.epsilon must be > 0, got {}", g.epsilon));
+        }
+        if let Some(e) = g.epsilon_high {
+            if !(e.is_finite() && e > 0.0) {
+                p.push(format!("grpo.epsilon_high must be > 0, got {e}"));
+            }
+        }
+        if !(g.beta.is_finite() && g.beta >= 0.0) {
+            p.push(format!("grpo.beta must be >= 0, got {}", g.beta));
+        }
+        if g.num_iterations == 0 {
+            p.push("grpo.num_iterations must be >= 1".into());
+        }
+        if g.micro_batch_size == 0 {
+            p.push("grpo.micro_batch_size must be >= 1".into());
+        }
+        if !(g.max_grad_norm.is_finite() && g.max_grad_norm >= 0.0) {
+            p.push(format!(
+                "grpo.max_grad_norm must be >= 0, got {}",
+                g.max_grad_norm
+            ));
+        }
+
+        if let Err(e) = crate::PromptTemplates::new(self.templates.resolve()) {
+            p.push(error_chain(&e));
+        }
+
+        if let Some(d) = &self.eval.data {
+            p.extend(data_problems(d, "eval.data"));
+        }
+        if self.eval.samples == 0 {
+            p.push("eval.samples must be >= 1".into());
+        }
+        p
+    }
+}
+
+fn data_problems(d: &DataConfig, prefix: &str) -> Vec<String> {
+    let mut p = Vec::new();
+    match d.dataset {
+        DatasetKind::Arith => {
+            if d.arith_count == 0 {
+                p.push(format!("{prefix}.arith_count must be >= 1"));
+            }
+        }
+        DatasetKind::Generic => {
+            if d.path.is_none() {
+                p.push(format!(
+                    "{prefix}.path is required for dataset = \"generic\""
+                ));
+            }
+            if d.query_field.is_none() {
+                p.push(format!(
+                    "{prefix}.query_field is required for dataset = \"generic\""
+                ));
+            }
+        }
+        _ => {
+            if d.path.is_none() {
+                p.push(format!(
+                    "{prefix}.path is required for dataset = {:?} (a file, a folder of Parquet \
+                     shards, or a hub dataset id)",
+                    d.dataset
+                ));
+            }
+        }
+    }
+    if d.limit == Some(0) {
+        p.push(format!("{prefix}.limit must be >= 1 when set"));
+    }
+    p
+}
+
+/// An error and its sources on one line.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+/// Applies one `dotted.key=value` assignment to a TOML table. The value is parsed as a TOML value
+/// (`0.5`, `true`, `[1, 2]`, `"text"`); anything that does not parse is taken as a bare string.
+pub fn apply_override(table: &mut toml::Table, assignment: &str) -> Result<()> {
+    let bad = |reason: String| Error::BadOverride {
+        assignment: assignment.to_string(),
+        reason,
+    };
+    let (key, raw) = assignment
+        .split_once('=')
+        .ok_or_else(|| bad("expected key=value".into()))?;
+    let key = key.trim();
+    let parts: Vec<&str> = key.split('.').collect();
+    if key.is_empty() || parts.iter().any(|p| p.is_empty()) {
+        return Err(bad(format!("`{key}` is not a dotted key")));
+    }
+    let raw = raw.trim();
+    let value = match toml::from_str::<toml::Table>(&format!("v = {raw}")) {
+        Ok(mut t) => t.remove("v").unwrap_or(toml::Value::String(raw.into())),
+        Err(_) => toml::Value::String(raw.into()),
+    };
+    let mut cur = table;
+    for (i, part) in parts[..parts.len() - 1].iter().enumerate() {
+        let entry = cur
+            .entry(part.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        cur = entry.as_table_mut().ok_or_else(|| {
+            bad(format!(
+                "`{}` is a value, not a table",
+                parts[..=i].join(".")
+            ))
+        })?;
+    }
+    cur.insert(parts[parts.len() - 1].to_string(), value);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn minimal() -> Config {
+        let mut c = Config::default();
+        c.teacher.model = "t.gguf".into();
+        c.student.model = "s.gguf".into();
+        c
+    }
+
+    #[test]
+    fn default_with_models_is_valid() {
+        minimal().validate().unwrap();
+    }
+
+    #[test]
+    fn default_needs_models() {
+        let p = Config::default().problems();
+        assert!(p.iter().any(|m| m.starts_with("teacher.model")), "{p:?}");
+        assert!(p.iter().any(|m| m.starts_with("student.model")), "{p:?}");
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let mut c = minimal();
+        c.grpo.group_size = 1;
+        c.grpo.lr = -1.0;
+        c.grpo.betas = [0.9, 1.5];
+        c.student.samples = 0;
+        c.student.kind = StudentKind::Openai;
+        c.student.base_urls = vec!["localhost:8000".into()];
+        c.reward.weights = BTreeMap::from([("correct".into(), 0.5)]);
+        c.data.dataset = DatasetKind::Gsm8k;
+        c.templates.student_user = Some("{% if %}".into());
+        let err = c.validate().unwrap_err();
+        let Error::InvalidConfig(p) = &err else {
+            panic!("{err}")
+        };
+        for key in [
+            "grpo.group_size",
+            "grpo.lr",
+            "grpo.betas[1]",
+            "student.samples",
+            "student.base_urls",
+            "reward.weights must sum to 1",
+            "data.path",
+            "templates.student_user",
+        ] {
+            assert!(p.iter().any(|m| m.contains(key)), "no `{key}` in {p:#?}");
+        }
+        assert_eq!(p.len(), 8, "{p:#?}");
+        // The Display lists each one.
+        assert_eq!(err.to_string().matches("\n  - ").count(), 8);
+    }
+
+    #[test]
+    fn reward_model_weights_need_models() {
+        let mut c = minimal();
+        c.data.dataset = DatasetKind::HhRlhf;
+        c.data.path = Some("x".into());
+        c.reward.kind = RewardKind::RewardModel;
+        c.reward.weights = BTreeMap::from([("harmless".into(), 0.5), ("helpful".into(), 0.5)]);
+        c.reward.models = BTreeMap::from([("harmless".into(), "rm1".into())]);
+        let p = c.problems();
+        assert_eq!(
+            p,
+            vec!["reward.weights.helpful has no model in reward.models"]
+        );
+    }
+
+    #[test]
+    fn toml_round_trip_and_unknown_keys() {
+        let c = minimal();
+        let back = Config::from_toml_str(&c.to_toml(), "x").unwrap();
+        assert_eq!(back, c);
+        let e = Config::from_toml_str("[grpo]\nlearning_rate = 1.0\n", "cfg.toml").unwrap_err();
+        let msg = error_chain(&e);
+        assert!(
+            msg.contains("cfg.toml") && msg.contains("learning_rate"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn overrides_set_nested_values_with_types() {
+        let text = "[run]\nname = \"a\"\n[grpo]\nlr = 1e-5\n";
+        let c = Config::from_toml_with_overrides(
+            text,
+            "x",
+            &[
+                "grpo.lr=3e-4".into(),
+                "run.name=b".into(),
+                "teacher.sampling.max_new_tokens=40".into(),
+                "student.base_urls=[\"http://h:1/v1\"]".into(),
+                "reward.weights={harmless=0.3, helpful=0.7}".into(),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.grpo.lr, 3e-4);
+        assert_eq!(c.run.name, "b");
+        assert_eq!(c.teacher.sampling.max_new_tokens, 40);
+        assert_eq!(c.student.base_urls, vec!["http://h:1/v1"]);
+        assert_eq!(c.reward.weights["helpful"], 0.7);
+    }
+
+    #[test]
+    fn bad_overrides_are_named() {
+        let mut t = toml::Table::new();
+        assert!(apply_override(&mut t, "novalue").is_err());
+        assert!(apply_override(&mut t, "a..b=1").is_err());
+        apply_override(&mut t, "a=1").unwrap();
+        let e = apply_override(&mut t, "a.b=2").unwrap_err().to_string();
+        assert!(e.contains("`a` is a value"), "{e}");
+        let e = Config::from_toml_with_overrides("", "x", &["grpo.lr=fast".into()]).unwrap_err();
+        assert!(
+            error_chain(&e).contains("--set grpo.lr=fast"),
+            "{}",
+            error_chain(&e)
+        );
+    }
+}

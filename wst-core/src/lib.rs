@@ -1,0 +1,37 @@
+//! Core types and seams of **wst**, Weak-to-Strong Transfer.
+//!
+//! A small *teacher* model writes an instruction for each query; a larger *student* answers the
+//! query with it `K` times; a *reward* scores each answer; the teacher is trained by GRPO on the
+//! mean reward minus the student's own baseline. This crate holds what every other crate agrees
+//! on — queries, instructions, student requests and replies (with an explicit failed value),
+//! named reward components and their weighted combination, sampling parameters, rollout records,
+//! the TOML configuration and the prompt templates — and the traits at the seams: [`Student`],
+//! [`Reward`], [`PromptSource`], [`RolloutSink`] and [`BaselineStore`]. It has no libtorch and no
+//! I/O beyond reading a config file, so tools that only need the types build in seconds; the
+//! trainer (`wst-rl`) is written against these traits and the binary wires concrete ones in.
+
+mod baseline;
+mod config;
+mod error;
+mod query;
+mod reward;
+mod rollout;
+mod sampling;
+mod source;
+mod student;
+mod template;
+
+pub use baseline::{stable_hash, BaselineKey, BaselineStore, BaselineValue, MemoryBaselines};
+pub use config::{
+    apply_override, error_chain, ArithLevel, Config, DType, DataConfig, DatasetKind, DeviceChoice,
+    EvalConfig, GrpoConfig, LossType, RewardConfig, RewardKind, RunConfig, ScaleRewards, Schedule,
+    StudentConfig, StudentKind, TeacherConfig,
+};
+pub use error::{Error, Result};
+pub use query::{Instruction, Query};
+pub use reward::{Reward, RewardComponents, RewardInput, RewardWeights, WeightedReward};
+pub use rollout::{MemorySink, NullSink, RolloutRecord, RolloutSink};
+pub use sampling::SamplingParams;
+pub use source::{splitmix64, PromptSource, VecSource};
+pub use student::{Completion, FailedReply, FinishReason, Student, StudentReply, StudentRequest};
+pub use template::{ChatPrompt, PromptTemplates, TemplatePreset, TemplateTexts, TemplatesConfig};

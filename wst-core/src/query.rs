@@ -1,0 +1,66 @@
+//! Queries: what the teacher writes instructions for and the student answers.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// One task instance: a question, its reference answer when the task has one, and free metadata.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Query {
+    /// Stable identifier, unique within its dataset (e.g. `gsm8k/test/17`).
+    pub id: String,
+    /// The question as the student sees it.
+    pub text: String,
+    /// Reference answer (GSM8K number, MATH answer); `None` for preference tasks such as HH-RLHF.
+    #[serde(default)]
+    pub reference: Option<String>,
+    /// Extra fields kept from the source (subject, level, chosen/rejected dialogues, ...).
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
+}
+
+impl Query {
+    /// A query with no reference and no metadata.
+    pub fn new(id: impl Into<String>, text: impl Into<String>) -> Self {
+        Query {
+            id: id.into(),
+            text: text.into(),
+            reference: None,
+            metadata: BTreeMap::new(),
+        }
+    }
+
+    /// Sets the reference answer.
+    pub fn with_reference(mut self, reference: impl Into<String>) -> Self {
+        self.reference = Some(reference.into());
+        self
+    }
+
+    /// Adds one metadata field.
+    pub fn with_meta(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.metadata.insert(key.into(), value.into());
+        self
+    }
+}
+
+/// An instruction `m1` written by the teacher for one query.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Instruction {
+    /// The decoded text given to the student.
+    pub text: String,
+    /// Number of teacher tokens it took.
+    pub num_tokens: usize,
+    /// True when generation stopped at the length cap instead of an end-of-sequence token.
+    pub truncated: bool,
+}
+
+impl Instruction {
+    /// An instruction that did not come from a tokenizer (tests, API teachers).
+    pub fn from_text(text: impl Into<String>) -> Self {
+        Instruction {
+            text: text.into(),
+            num_tokens: 0,
+            truncated: false,
+        }
+    }
+}

@@ -1,0 +1,8 @@
+//! Language models for **wst** on tch (libtorch): decoders (Llama, Qwen2, Gemma), GPT-2 reward
+//! models, weight loading, tokenizers, chat templates and batched sampling.
+
+mod device;
+mod error;
+
+pub use device::{cuda_device_count, select_device, torch_info};
+pub use error::{Error, Result};
