@@ -3,7 +3,8 @@
 use criterion::{criterion_group, criterion_main, Criterion};
 
 mod core_bench {
-    use criterion::{black_box, Criterion};
+    use criterion::Criterion;
+    use std::hint::black_box;
     use wst_core::{PromptTemplates, TemplatePreset};
 
     /// Prompt rendering is on the per-sample path of every step.

@@ -52,7 +52,9 @@ fn config_reports_every_problem_and_applies_overrides() {
         String::from_utf8_lossy(&out.stderr)
     );
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(text.contains("lr = 2e-6"), "{text}");
+    let resolved = wst_core::Config::from_toml_str(&text, "stdout").unwrap();
+    assert_eq!(resolved.grpo.lr, 2e-6, "{text}");
+    assert_eq!(resolved.teacher.model, "t");
 }
 
 #[test]
@@ -66,4 +68,28 @@ fn info_reports_libtorch() {
     assert!(String::from_utf8(out.stdout)
         .unwrap()
         .contains("cuda devices"));
+}
+
+#[test]
+fn every_shipped_config_validates() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let out = wst()
+                .args(["config", "--config"])
+                .arg(&path)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}: {}",
+                path.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            n += 1;
+        }
+    }
+    assert!(n >= 5, "expected the paper configs in {}", dir.display());
 }
