@@ -117,16 +117,24 @@ impl std::fmt::Display for GgmlType {
 ///
 /// Supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K.
 pub fn dequantize(ggml_type: GgmlType, bytes: &[u8], n_elements: usize) -> Result<Vec<f32>> {
-    let expected = ggml_type.bytes_for(n_elements as u64)?;
+    let mut out = vec![0f32; n_elements];
+    dequantize_into(ggml_type, bytes, &mut out)?;
+    Ok(out)
+}
+
+/// [`dequantize`] into a caller's buffer (reused across tensors to spare allocations): fills
+/// all of `out`, whose length is the element count.
+pub fn dequantize_into(ggml_type: GgmlType, bytes: &[u8], out: &mut [f32]) -> Result<()> {
+    let n_elements = out.len() as u64;
+    let expected = ggml_type.bytes_for(n_elements)?;
     if expected != bytes.len() as u64 {
         return Err(GgufError::ByteCount {
             ggml_type: ggml_type.name(),
-            n_elements: n_elements as u64,
+            n_elements,
             expected,
             actual: bytes.len() as u64,
         });
     }
-    let mut out = vec![0f32; n_elements];
     let bs = ggml_type.type_size() as usize;
     let qk = ggml_type.block_size() as usize;
     let blocks = bytes.chunks_exact(bs).zip(out.chunks_exact_mut(qk));
@@ -148,7 +156,7 @@ pub fn dequantize(ggml_type: GgmlType, bytes: &[u8], n_elements: usize) -> Resul
             })
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// The little-endian IEEE half at byte `at` of `b`, as `f32`.

@@ -259,10 +259,6 @@ pub enum GgufError {
         vocab: usize,
     },
 
-    /// The generated tokenizer.json was rejected by the `tokenizers` crate.
-    #[error("the tokenizer built from GGUF metadata does not load")]
-    Tokenizer(#[from] tokenizers::Error),
-
     /// JSON serialisation failed.
     #[error(transparent)]
     Json(#[from] serde_json::Error),

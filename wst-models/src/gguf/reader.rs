@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::dequant::{dequantize, GgmlType};
+use super::dequant::{dequantize_into, GgmlType};
 use super::error::{GgufError, Result};
 use super::value::{GgufValue, GgufValueType};
 
@@ -273,16 +273,22 @@ impl GgufFile {
         &self.bytes[start..start + info.n_bytes as usize]
     }
 
-    /// A tensor's values dequantised to `f32`, in storage order (row-major in [`TensorInfo::shape`]).
+    /// A tensor's values dequantised to `f32`, in storage order (row-major in
+    /// [`TensorInfo::shape`]).
     pub fn tensor_f32(&self, info: &TensorInfo) -> Result<Vec<f32>> {
-        dequantize(
-            info.ggml_type,
-            self.tensor_bytes(info),
-            info.n_elements as usize,
-        )
-        .map_err(|e| GgufError::InTensor {
-            tensor: info.name.clone(),
-            source: Box::new(e),
+        let mut out = vec![0f32; info.n_elements as usize];
+        self.tensor_f32_into(info, &mut out)?;
+        Ok(out)
+    }
+
+    /// [`GgufFile::tensor_f32`] into a caller's buffer, resized to the element count.
+    pub fn tensor_f32_into(&self, info: &TensorInfo, out: &mut Vec<f32>) -> Result<()> {
+        out.resize(info.n_elements as usize, 0.0);
+        dequantize_into(info.ggml_type, self.tensor_bytes(info), out).map_err(|e| {
+            GgufError::InTensor {
+                tensor: info.name.clone(),
+                source: Box::new(e),
+            }
         })
     }
 }

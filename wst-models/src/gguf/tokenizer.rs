@@ -4,9 +4,9 @@
 //! pre-tokenizer follows `tokenizer.ggml.pre`, as llama.cpp does: each known value selects the
 //! splitting of the original Hugging Face tokenizer.
 
-use std::str::FromStr;
+use std::collections::HashSet;
 
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use super::error::{GgufError, Result};
 use super::reader::GgufFile;
@@ -55,8 +55,8 @@ fn pre_tokenizer(pre: &str) -> (Value, bool) {
     }
 }
 
-/// Builds the `tokenizer.json` text from the file's tokenizer metadata and checks that the
-/// `tokenizers` crate loads it with every token.
+/// Builds the `tokenizer.json` text from the file's tokenizer metadata (load it with
+/// `tokenizers::Tokenizer::from_str`).
 pub fn tokenizer_json(file: &GgufFile) -> Result<String> {
     let model = file.require_str("tokenizer.ggml.model")?;
     if model != "gpt2" {
@@ -84,42 +84,26 @@ pub fn tokenizer_json(file: &GgufFile) -> Result<String> {
             value: types.len() as u64,
         });
     }
-    let token_of =
-        |key: &str| -> Result<Option<&str>> {
-            match file.opt_u64(key)? {
-                None => Ok(None),
-                Some(id) => tokens.get(id as usize).copied().map(Some).ok_or_else(|| {
-                    GgufError::BadTokenId {
-                        key: key.to_string(),
-                        id,
-                        vocab: tokens.len(),
-                    }
+    let token_of = |key: &str| -> Result<Option<(u64, &str)>> {
+        match file.opt_u64(key)? {
+            None => Ok(None),
+            Some(id) => match tokens.get(id as usize) {
+                Some(tok) => Ok(Some((id, *tok))),
+                None => Err(GgufError::BadTokenId {
+                    key: key.to_string(),
+                    id,
+                    vocab: tokens.len(),
                 }),
-            }
-        };
-    let unk = token_of("tokenizer.ggml.unknown_token_id")?;
+            },
+        }
+    };
+    let unk = token_of("tokenizer.ggml.unknown_token_id")?.map(|(_, t)| t);
     let bos = token_of("tokenizer.ggml.bos_token_id")?;
     let add_bos = file
         .opt_bool("tokenizer.ggml.add_bos_token")?
         .unwrap_or(false);
     let pre = file.opt_str("tokenizer.ggml.pre")?.unwrap_or("default");
 
-    let mut vocab = Map::with_capacity(tokens.len());
-    for (id, tok) in tokens.iter().enumerate() {
-        // A repeated token keeps its first id.
-        vocab.entry(tok.to_string()).or_insert(json!(id));
-    }
-    let merges = merges
-        .iter()
-        .enumerate()
-        .map(|(index, m)| match m.split_once(' ') {
-            Some((a, b)) if !a.is_empty() && !b.is_empty() && !b.contains(' ') => Ok(json!([a, b])),
-            _ => Err(GgufError::BadMerge {
-                index,
-                merge: m.to_string(),
-            }),
-        })
-        .collect::<Result<Vec<_>>>()?;
     let added: Vec<Value> = tokens
         .iter()
         .zip(&types)
@@ -132,7 +116,7 @@ pub fn tokenizer_json(file: &GgufFile) -> Result<String> {
         .collect();
     let (pre_tokenizer, ignore_merges) = pre_tokenizer(pre);
     let post_processor = match (add_bos, bos) {
-        (true, Some(bos)) => json!({
+        (true, Some((bos_id, bos))) => json!({
             "type": "TemplateProcessing",
             "single": [{"SpecialToken": {"id": bos, "type_id": 0}},
                        {"Sequence": {"id": "A", "type_id": 0}}],
@@ -140,12 +124,12 @@ pub fn tokenizer_json(file: &GgufFile) -> Result<String> {
                      {"Sequence": {"id": "A", "type_id": 0}},
                      {"SpecialToken": {"id": bos, "type_id": 1}},
                      {"Sequence": {"id": "B", "type_id": 1}}],
-            "special_tokens": {bos: {"id": bos, "ids": [vocab[bos]], "tokens": [bos]}}
+            "special_tokens": {bos: {"id": bos, "ids": [bos_id], "tokens": [bos]}}
         }),
         _ => json!({"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": false,
                     "use_regex": true}),
     };
-    let tokenizer = json!({
+    let outer = json!({
         "version": "1.0",
         "truncation": null,
         "padding": null,
@@ -155,22 +139,83 @@ pub fn tokenizer_json(file: &GgufFile) -> Result<String> {
         "post_processor": post_processor,
         "decoder": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true,
                     "use_regex": true},
-        "model": {
-            "type": "BPE",
-            "dropout": null,
-            "unk_token": unk,
-            "continuing_subword_prefix": null,
-            "end_of_word_suffix": null,
-            "fuse_unk": false,
-            "byte_fallback": false,
-            "ignore_merges": ignore_merges,
-            "vocab": vocab,
-            "merges": merges
-        }
     });
-    let text = serde_json::to_string(&tokenizer)?;
-    tokenizers::Tokenizer::from_str(&text)?;
-    Ok(text)
+    let model_head = json!({
+        "type": "BPE",
+        "dropout": null,
+        "unk_token": unk,
+        "continuing_subword_prefix": null,
+        "end_of_word_suffix": null,
+        "fuse_unk": false,
+        "byte_fallback": false,
+        "ignore_merges": ignore_merges,
+    });
+
+    // The vocabulary and merges (about 50k entries each) are written directly: building
+    // `serde_json::Value`s for them costs more than all the rest of the conversion.
+    let outer = serde_json::to_string(&outer)?;
+    let model_head = serde_json::to_string(&model_head)?;
+    let mut out = String::with_capacity(outer.len() + 24 * (tokens.len() + merges.len()));
+    out.push_str(outer.strip_suffix('}').unwrap_or(&outer));
+    out.push_str(",\"model\":");
+    out.push_str(model_head.strip_suffix('}').unwrap_or(&model_head));
+    out.push_str(",\"vocab\":{");
+    let mut seen = HashSet::with_capacity(tokens.len());
+    for (id, tok) in tokens.iter().enumerate() {
+        // A repeated token keeps its first id.
+        if seen.insert(*tok) {
+            if id > 0 {
+                out.push(',');
+            }
+            push_json_str(&mut out, tok);
+            out.push(':');
+            out.push_str(&id.to_string());
+        }
+    }
+    out.push_str("},\"merges\":[");
+    for (index, m) in merges.iter().enumerate() {
+        match m.split_once(' ') {
+            Some((a, b)) if !a.is_empty() && !b.is_empty() && !b.contains(' ') => {
+                if index > 0 {
+                    out.push(',');
+                }
+                out.push('[');
+                push_json_str(&mut out, a);
+                out.push(',');
+                push_json_str(&mut out, b);
+                out.push(']');
+            }
+            _ => {
+                return Err(GgufError::BadMerge {
+                    index,
+                    merge: m.to_string(),
+                })
+            }
+        }
+    }
+    out.push_str("]}}");
+    Ok(out)
+}
+
+/// Appends `s` as a JSON string literal.
+fn push_json_str(out: &mut String, s: &str) {
+    out.push('"');
+    if !s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+        out.push_str(s);
+    } else {
+        for c in s.chars() {
+            match c {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                '\t' => out.push_str("\\t"),
+                c if u32::from(c) < 0x20 => out.push_str(&format!("\\u{:04x}", u32::from(c))),
+                c => out.push(c),
+            }
+        }
+    }
+    out.push('"');
 }
 
 fn str_array<'a>(file: &'a GgufFile, key: &str) -> Result<Vec<&'a str>> {
@@ -180,4 +225,19 @@ fn str_array<'a>(file: &'a GgufFile, key: &str) -> Result<Vec<&'a str>> {
         expected: "an array of strings",
         found: v.value_type().name(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_strings_are_escaped() {
+        let mut out = String::new();
+        for s in ["plain Ġx", "q\"b\\s", "nl\n\t\r\u{1}", "é😀"] {
+            out.clear();
+            push_json_str(&mut out, s);
+            assert_eq!(serde_json::from_str::<String>(&out).unwrap(), s, "{out}");
+        }
+    }
 }
