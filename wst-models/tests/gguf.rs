@@ -545,6 +545,81 @@ fn conversion_errors_name_the_problem() {
     assert!(err.to_string().contains("rwkv6"), "{err}");
 }
 
+#[test]
+fn tiny_qwen2_keeps_qk_rows_and_maps_biases() -> TestResult {
+    let s = |x: &str| GgufValue::String(x.into());
+    let u = GgufValue::U32;
+    let q: Vec<f32> = (0..64).map(|i| i as f32).collect();
+    let q_bias: Vec<f32> = (0..8).map(|i| -(i as f32)).collect();
+    let tokens = ["<|endoftext|>", "<|im_start|>", "a", "b", "ab", "Ġ", "1"];
+    let b = GgufBuilder::new()
+        .metadata("general.architecture", s("qwen2"))
+        .metadata("qwen2.block_count", u(1))
+        .metadata("qwen2.context_length", u(64))
+        .metadata("qwen2.embedding_length", u(8))
+        .metadata("qwen2.feed_forward_length", u(4))
+        .metadata("qwen2.attention.head_count", u(2))
+        .metadata("qwen2.attention.head_count_kv", u(2))
+        .metadata("qwen2.rope.freq_base", GgufValue::F32(1e6))
+        .metadata(
+            "qwen2.attention.layer_norm_rms_epsilon",
+            GgufValue::F32(1e-6),
+        )
+        .metadata("tokenizer.ggml.model", s("gpt2"))
+        .metadata("tokenizer.ggml.pre", s("qwen2"))
+        .metadata(
+            "tokenizer.ggml.tokens",
+            GgufValue::Array(GgufValueType::String, tokens.iter().map(|t| s(t)).collect()),
+        )
+        .metadata(
+            "tokenizer.ggml.token_type",
+            GgufValue::Array(
+                GgufValueType::I32,
+                (0..7)
+                    .map(|i| GgufValue::I32(if i < 2 { 3 } else { 1 }))
+                    .collect(),
+            ),
+        )
+        .metadata(
+            "tokenizer.ggml.merges",
+            GgufValue::Array(GgufValueType::String, vec![s("a b")]),
+        )
+        .metadata("tokenizer.ggml.eos_token_id", u(0))
+        .tensor_f32("token_embd.weight", &[8, 7], &[0.25; 56])
+        .tensor_f32("blk.0.attn_q.weight", &[8, 8], &q)
+        .tensor_f32("blk.0.attn_q.bias", &[8], &q_bias)
+        .tensor_f32("output.weight", &[8, 7], &[0.5; 56]);
+    let m = GgufModel::from_file(&GgufFile::from_bytes(b.build(), origin())?)?;
+    assert_eq!(
+        m.config["architectures"],
+        serde_json::json!(["Qwen2ForCausalLM"])
+    );
+    assert_eq!(m.config["model_type"], "qwen2");
+    assert_eq!(m.config["tie_word_embeddings"], false);
+    assert!(m.config.get("head_dim").is_none());
+    assert!(m.config.get("bos_token_id").is_none());
+    let names: Vec<&str> = m.tensors.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "model.embed_tokens.weight",
+            "model.layers.0.self_attn.q_proj.weight",
+            "model.layers.0.self_attn.q_proj.bias",
+            "lm_head.weight"
+        ]
+    );
+    // Qwen2 GGUFs are not permuted: rows stay as stored.
+    assert_eq!(Vec::<f32>::try_from(m.tensors[1].1.flatten(0, -1))?, q);
+    assert_eq!(Vec::<f32>::try_from(&m.tensors[2].1)?, q_bias);
+    // Qwen2's split keeps digits apart and lets " " lead a word.
+    let tok = tokenizers::Tokenizer::from_str(&m.tokenizer_json)?;
+    assert_eq!(
+        tok.encode("<|im_start|>ab1 b", true)?.get_ids(),
+        [1, 4, 6, 5, 3]
+    );
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------------------------
 // The real SmolLM2-135M-Instruct Q4_1 file.
 
