@@ -3,6 +3,7 @@
 
 mod device;
 mod error;
+pub mod gguf;
 
 pub use device::{cuda_device_count, select_device, torch_info};
 pub use error::{Error, Result};

@@ -1,0 +1,28 @@
+//! GGUF model files (llama.cpp's format): a bounds-checked reader, dequantisation of the common
+//! ggml types, and conversion to the Hugging Face layout (config, tensor names and shapes,
+//! `tokenizer.json`, chat template), so that one model code path serves both formats.
+//!
+//! Conversion follows transformers' GGUF loader: tensors are dequantised to `f32`, renamed by
+//! a table per architecture ([`ARCHITECTURES`]), and llama's Q/K rows (permuted by llama.cpp
+//! for interleaved rotary embedding) are put back in transformers' half-split order.
+
+mod convert;
+mod dequant;
+mod error;
+mod model;
+mod reader;
+mod tokenizer;
+mod value;
+mod writer;
+
+pub use convert::{
+    arch_spec, hf_config, hf_tensor_name, permute_rows, reverse_permute_rows, ArchSpec, FixedValue,
+    QkRole, ARCHITECTURES,
+};
+pub use dequant::{dequantize, dequantize_into, GgmlType};
+pub use error::{GgufError, Result};
+pub use model::{load_gguf, GgufModel};
+pub use reader::{GgufFile, TensorInfo, DEFAULT_ALIGNMENT};
+pub use tokenizer::tokenizer_json;
+pub use value::{GgufValue, GgufValueType};
+pub use writer::GgufBuilder;

@@ -1,0 +1,3 @@
+//! Integration tests of wst-models (one test binary; one module per topic).
+
+mod gguf;
