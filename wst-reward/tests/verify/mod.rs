@@ -1,5 +1,6 @@
 //! The math verifier against the shared test data.
 
+mod gsm8k;
 mod math500;
 mod public_set;
 mod robustness;
