@@ -302,7 +302,9 @@ pub(crate) fn eq(g: &Node, p: &Node) -> bool {
                 && m.len() == v.len()
                 && m.iter().zip(v).all(|(r, x)| eq(&r[0], x));
         }
-        (Node::Union(a), Node::Union(b)) => {
+        (Node::Union(a), Node::Union(b))
+        | (Node::Union(a), Node::List(b))
+        | (Node::List(a), Node::Union(b)) => {
             let a: Vec<Item> = a.iter().map(|x| (x, 1.0)).collect();
             let b: Vec<Item> = b.iter().map(|x| (x, 1.0)).collect();
             return multiset(&a, &b);

@@ -161,14 +161,26 @@ fn boxed(s: &str) -> Option<String> {
     Some(parts.join(", "))
 }
 
-/// The text after the last "answer is" / "answer:".
+/// The text after the last "answer is" / "answer:" (markdown emphasis around it tolerated:
+/// `**Final Answer:** 5`, `**Answer**: 5`).
 fn answer_is(s: &str) -> Option<String> {
     let lower = s.to_ascii_lowercase();
-    let k = ["answer is", "answer:"]
-        .iter()
-        .filter_map(|p| lower.rfind(p).map(|k| k + p.len()))
-        .max()?;
-    let rest = s[k..].trim_start().trim_start_matches(':').trim_start();
+    let k = lower.rmatch_indices("answer").find_map(|(k, m)| {
+        let after = &lower[k + m.len()..];
+        let skipped = after.trim_start_matches(['*', '_', ' ']);
+        let off = k + m.len() + (after.len() - skipped.len());
+        if skipped.starts_with(':') {
+            Some(off + 1)
+        } else if skipped.starts_with("is") && !skipped[2..].starts_with(char::is_alphabetic) {
+            Some(off + 2)
+        } else {
+            None
+        }
+    })?;
+    let rest = s[k..]
+        .trim_start()
+        .trim_start_matches([':', '*', '_', ' '])
+        .trim_start();
     let ans = if let Some(r) = rest.strip_prefix("$$") {
         r.split("$$").next().unwrap_or("")
     } else if let Some(r) = rest.strip_prefix('$') {
@@ -180,7 +192,11 @@ fn answer_is(s: &str) -> Option<String> {
     } else {
         sentence(rest)
     };
-    let ans = ans.trim().trim_end_matches(['.', ',', ' ']);
+    let ans = ans
+        .trim()
+        .trim_matches(['*', '_'])
+        .trim()
+        .trim_end_matches(['.', ',', ' ']);
     (!ans.is_empty()).then(|| ans.to_string())
 }
 
@@ -255,6 +271,13 @@ mod tests {
             Some("\\frac{5}{6}")
         );
         assert_eq!(ex("x\n#### 1,234").as_deref(), Some("1,234"));
+        assert_eq!(ex("**Final Answer:** 5").as_deref(), Some("5"));
+        assert_eq!(ex("**Answer**: $x = 3$").as_deref(), Some("x = 3"));
+        assert_eq!(ex("The answer is: **17**").as_deref(), Some("17"));
+        assert_eq!(
+            ex("Answers vary; the answered part is 3. Total 9").as_deref(),
+            Some("9")
+        );
         assert_eq!(ex("15 * 3 = 45 minutes").as_deref(), Some("45"));
         assert_eq!(ex("it costs 1,150.5 in total.").as_deref(), Some("1150.5"));
         let off = ExtractOptions {

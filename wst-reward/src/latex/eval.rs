@@ -148,8 +148,29 @@ pub(crate) fn var_value(name: &str, k: usize) -> C {
     C::real(0.3 + 2.4 * u)
 }
 
-/// Evaluates `n` with variables at point `k`; `pm` is the sign every `\pm` takes.
+/// Evaluates `n` with variables at point `k`; `pm` is the sign every `\pm` takes. An overflow
+/// (a non-finite value from finite inputs, e.g. `2^{2021}`) is no value: comparing two
+/// overflowed numbers would say nothing.
 pub(crate) fn eval(n: &Node, k: usize, pm: f64) -> Option<C> {
+    let v = eval_inner(n, k, pm)?;
+    if !(v.re.is_finite() && v.im.is_finite()) && !has_inf(n) {
+        return None;
+    }
+    Some(v)
+}
+
+fn has_inf(n: &Node) -> bool {
+    match n {
+        Node::Const(Const::Inf) => true,
+        Node::Neg(x) | Node::Pm(x) => has_inf(x),
+        Node::Sum(t) => t.iter().any(|(_, x)| has_inf(x)),
+        Node::Prod(f) => f.iter().any(|(_, x)| has_inf(x)),
+        _ => false,
+    }
+}
+
+fn eval_inner(n: &Node, k: usize, pm: f64) -> Option<C> {
+    let eval = eval_inner;
     Some(match n {
         Node::Num(v, _) => C::real(*v),
         Node::Var(name) => var_value(name, k),
