@@ -250,6 +250,8 @@ fn last_part(n: &Node) -> Option<&Node> {
 fn as_choice(n: &Node) -> Option<char> {
     match n {
         Node::Choice(c) => Some(*c),
+        // `\textbf{(C) }12`: the letter of an AMC-style choice followed by its value.
+        Node::Prod(f) if matches!(f.first(), Some((false, Node::Choice(_)))) => as_choice(&f[0].1),
         Node::Var(v) if v.len() == 1 && v.as_bytes()[0].is_ascii_uppercase() => {
             Some(v.as_bytes()[0] as char)
         }

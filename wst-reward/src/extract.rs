@@ -157,6 +157,14 @@ fn boxed(s: &str) -> Option<String> {
     if found.is_empty() {
         return None;
     }
+    // `\boxed{15\frac{39}{40}}, or \boxed{\frac{639}{40}}`: one answer in two forms.
+    let last = found[0].content.as_str();
+    if found[1..]
+        .iter()
+        .all(|b| crate::equivalent(last, &b.content))
+    {
+        return Some(last.to_string());
+    }
     let parts: Vec<&str> = found.iter().rev().map(|b| b.content.as_str()).collect();
     Some(parts.join(", "))
 }
@@ -253,6 +261,10 @@ mod tests {
         assert_eq!(
             ex("so $x = \\boxed{2}$ and $x = \\boxed{3}$.").as_deref(),
             Some("2, 3")
+        );
+        assert_eq!(
+            ex("$d = \\boxed{15\\frac{39}{40}},$ or $\\boxed{\\frac{639}{40}}$ inches.").as_deref(),
+            Some("\\frac{639}{40}")
         );
         assert_eq!(
             ex("the remainder is \\boxed{\\boxed{4}}.").as_deref(),

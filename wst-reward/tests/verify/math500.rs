@@ -68,3 +68,25 @@ fn every_gold_matches_itself_a_rewrite_and_not_a_perturbation() {
         failures.join("\n")
     );
 }
+
+#[test]
+fn every_reference_solution_verifies_against_its_answer() {
+    let rows = read_jsonl("data/math500/test.jsonl");
+    let opts = ExtractOptions::default();
+    let mut failures = Vec::new();
+    for r in &rows {
+        let id = r["unique_id"].as_str().unwrap_or("?");
+        let gold = r["answer"].as_str().unwrap();
+        let solution = r["solution"].as_str().unwrap();
+        let v = verify_reply(gold, solution, &opts);
+        if !v.verdict {
+            failures.push(format!("{id}: {gold:?} vs extracted {:?}", v.extracted));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
