@@ -153,10 +153,8 @@ pub(crate) fn var_value(name: &str, k: usize) -> C {
 /// overflowed numbers would say nothing.
 pub(crate) fn eval(n: &Node, k: usize, pm: f64) -> Option<C> {
     let v = eval_inner(n, k, pm)?;
-    if !(v.re.is_finite() && v.im.is_finite()) && !has_inf(n) {
-        return None;
-    }
-    Some(v)
+    let finite = v.re.is_finite() && v.im.is_finite();
+    (finite || has_inf(n)).then_some(v)
 }
 
 fn has_inf(n: &Node) -> bool {
