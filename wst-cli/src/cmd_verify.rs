@@ -11,10 +11,15 @@ use wst_reward::{verify_answer, verify_reply, ExtractOptions, Verdict};
 #[derive(Args, Debug)]
 pub struct VerifyArgs {
     /// The gold answer (with `--pred`).
-    #[arg(long, requires = "pred", conflicts_with = "jsonl")]
+    #[arg(
+        long,
+        requires = "pred",
+        conflicts_with = "jsonl",
+        allow_hyphen_values = true
+    )]
     gold: Option<String>,
     /// The predicted answer, or a full reply with `--extract` (with `--gold`).
-    #[arg(long, requires = "gold")]
+    #[arg(long, requires = "gold", allow_hyphen_values = true)]
     pred: Option<String>,
     /// Treat `--pred` as a full reply and extract its final answer first.
     #[arg(long)]

@@ -16,6 +16,9 @@ fn gold_and_pred_print_true_or_false() {
     let (ok, out, err) = verify(&["--gold", "\\frac{1}{2}", "--pred", "0.5"]);
     assert!(ok, "{err}");
     assert_eq!(out.trim(), "true");
+    let (ok, out, err) = verify(&["--gold", "-12", "--pred", "-\\frac{24}{2}"]);
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "true");
     let (ok, out, _) = verify(&["--gold", "\\frac{2}{3}", "--pred", "0.67"]);
     assert!(ok);
     assert_eq!(out.trim(), "false");

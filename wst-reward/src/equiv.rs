@@ -8,7 +8,7 @@ use crate::latex::{lexer, parse_answer};
 /// Points at which expressions with free variables are compared.
 const POINTS: usize = 3;
 /// Most items of a list or set that are matched pairwise.
-const MAX_ITEMS: usize = 256;
+const MAX_ITEMS: usize = 1024;
 
 /// Is `pred` an acceptable answer where `gold` is the reference? Both are final answers (LaTeX
 /// or plain text, without the surrounding reply). Never panics; bounded time for any input.

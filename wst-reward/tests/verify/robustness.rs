@@ -93,3 +93,32 @@ proptest! {
         });
     }
 }
+
+/// Sets of sets: order-free matching must not blow up on a tree of nested sets.
+#[test]
+fn nested_sets_stay_fast() {
+    fn tree(depth: usize, leaf: &str) -> String {
+        if depth == 0 {
+            return leaf.to_string();
+        }
+        let t = tree(depth - 1, leaf);
+        format!("\\{{{t},{t}\\}}")
+    }
+    for depth in [4, 6, 8, 9] {
+        let a = tree(depth, "1");
+        let b = tree(depth, "2");
+        let c = format!("{}x", &a);
+        timed("nested sets", || {
+            equivalent(&a, &b);
+            equivalent(&a, &a.replace(' ', "  "));
+            equivalent(&a, &c);
+        });
+    }
+    let flat: Vec<String> = (0..300).map(|i| i.to_string()).collect();
+    let rev: Vec<String> = flat.iter().rev().cloned().collect();
+    let (a, b) = (
+        format!("\\{{{}\\}}", flat.join(",")),
+        format!("\\{{{}\\}}", rev.join(",")),
+    );
+    assert!(timed("long set", || equivalent(&a, &b)));
+}
