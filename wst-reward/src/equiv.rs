@@ -468,6 +468,12 @@ mod tests {
             ("1011_2", "1011"),
             ("-1 < x < 1", "|x| < 1"),
             ("x^2+5x+6", "(x+2)(x+3)"),
+            ("25", "twenty-five"),
+            ("3", "3 \\text{ (hours)}"),
+            ("n!", "n \\cdot (n-1)!"),
+            ("\\text{(A)}", "\\textbf{(A)}\\ 5"),
+            ("(2,3)", "x=2 \\text{ and } y=3"),
+            ("(-\\infty, 2) \\cup (3, \\infty)", "x<2 \\text{ or } x>3"),
         ];
         for (g, p) in yes {
             assert!(equivalent(g, p), "{g} vs {p} should be equivalent");
@@ -481,6 +487,8 @@ mod tests {
             ("(1,2)", "(2,1)"),
             ("\\frac{1}{2}", "\\frac{}{2}"),
             ("6", ""),
+            ("2^{2021}", "3^{2021}"),
+            ("15", "twenty-five"),
         ];
         for (g, p) in no {
             assert!(!equivalent(g, p), "{g} vs {p} should not be equivalent");

@@ -298,7 +298,11 @@ impl Parser<'_> {
                     factors.push((false, Node::Sum(vec![(1, whole), (1, f)])));
                 }
                 _ if self.starts_factor() => {
-                    factors.push((false, self.power()?));
+                    let f = self.power()?;
+                    // A parenthesised unit after a value (`3 \text{ (hours)}`) is dropped.
+                    if !matches!(f, Node::Text(_)) {
+                        factors.push((false, f));
+                    }
                 }
                 _ => break,
             }
@@ -463,6 +467,16 @@ impl Parser<'_> {
             }
             Tok::Word(w) => {
                 if let Some(v) = number_word(&w) {
+                    // `twenty-five`, `twenty five`.
+                    if (20.0..100.0).contains(&v) {
+                        let k = usize::from(is_sym(self.peek(), '-'));
+                        if let Some(Tok::Word(u)) = self.peek_at(k) {
+                            if let Some(u) = number_word(u).filter(|u| (1.0..10.0).contains(u)) {
+                                self.pos += k + 1;
+                                return Ok(Node::Num(v + u, None));
+                            }
+                        }
+                    }
                     return Ok(Node::Num(v, None));
                 }
                 let mut words = vec![w];
