@@ -46,7 +46,7 @@ pub fn extract_answer(reply: &str, opts: &ExtractOptions) -> Option<String> {
         return (!b.is_empty()).then(|| b.to_string());
     }
     if let Some(a) = answer_is(body) {
-        return Some(a);
+        return Some(strip_calculator(&a));
     }
     if let Some(k) = body.rfind("####") {
         let line = body[k + 4..].lines().next().unwrap_or("").trim();
@@ -59,6 +59,21 @@ pub fn extract_answer(reply: &str, opts: &ExtractOptions) -> Option<String> {
         return last_number(body);
     }
     None
+}
+
+/// Drops GSM8K calculator annotations: `<<6*7=42>>42` -> `42`.
+fn strip_calculator(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(k) = rest.find("<<") {
+        let Some(e) = rest[k..].find(">>") else {
+            break;
+        };
+        out.push_str(&rest[..k]);
+        rest = &rest[k + e + 2..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// The number after `####` in a GSM8K reference solution, without thousands separators
@@ -284,6 +299,7 @@ mod tests {
         );
         assert_eq!(ex("x\n#### 1,234").as_deref(), Some("1,234"));
         assert_eq!(ex("**Final Answer:** 5").as_deref(), Some("5"));
+        assert_eq!(ex("The answer is <<5=5>>5.").as_deref(), Some("5"));
         assert_eq!(ex("**Answer**: $x = 3$").as_deref(), Some("x = 3"));
         assert_eq!(ex("The answer is: **17**").as_deref(), Some("17"));
         assert_eq!(

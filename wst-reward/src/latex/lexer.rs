@@ -190,6 +190,14 @@ fn lex_into(s: &str, allow_thousands: bool, depth: usize, out: &mut Vec<Tok>) ->
                     n if TEXTLIKE.contains(&n) => {
                         let (content, next) = braced_arg(s, i)?;
                         i = next;
+                        let bold =
+                            matches!(n, "mathbf" | "boldsymbol" | "bm" | "mathit" | "mathbfit");
+                        if bold && content.len() == 1 && content.as_bytes()[0].is_ascii_alphabetic()
+                        {
+                            // `\mathbf{a}`: a (vector) variable, not a unit.
+                            out.push(Tok::Letter(content.as_bytes()[0] as char));
+                            continue;
+                        }
                         lex_text(content, allow_thousands, depth, out)?;
                         continue;
                     }

@@ -455,7 +455,8 @@ impl Parser<'_> {
                             name.push('_');
                             name.push_str(&v);
                         }
-                        _ => return Err(ParseError),
+                        // `x_{n-5}`: any subscript names a distinct variable.
+                        other => name.push_str(&format!("_{other:?}")),
                     }
                     return Ok(Node::Var(name));
                 }
