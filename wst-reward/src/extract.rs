@@ -93,21 +93,21 @@ pub fn parse_gsm8k_reference(solution: &str) -> Option<String> {
 }
 
 /// One box: byte range of the command and its content.
-struct Box_ {
+struct BoxSpan {
     start: usize,
     end: usize,
     content: String,
 }
 
 /// The box that starts at `at` (`\boxed` or `\fbox`, name length `len`).
-fn box_at(s: &str, at: usize, len: usize) -> Option<Box_> {
+fn box_at(s: &str, at: usize, len: usize) -> Option<BoxSpan> {
     let after = at + len;
     let rest = &s[after..];
     let trimmed = rest.trim_start();
     let j = after + (rest.len() - trimmed.len());
     if trimmed.starts_with('{') {
         let close = matching_brace(s, j)?;
-        return Some(Box_ {
+        return Some(BoxSpan {
             start: at,
             end: close + 1,
             content: s[j + 1..close].to_string(),
@@ -121,7 +121,7 @@ fn box_at(s: &str, at: usize, len: usize) -> Option<Box_> {
     let n = trimmed
         .find(|c: char| c.is_whitespace() || c == '$' || c == '\\')
         .unwrap_or(trimmed.len());
-    Some(Box_ {
+    Some(BoxSpan {
         start: at,
         end: j + n,
         content: trimmed[..n].to_string(),
@@ -149,7 +149,7 @@ fn box_starts(s: &str) -> impl Iterator<Item = (usize, usize)> + '_ {
 
 /// The content of the last box, joined with the other boxes of its sentence.
 fn boxed(s: &str) -> Option<String> {
-    let mut found: Vec<Box_> = Vec::new();
+    let mut found: Vec<BoxSpan> = Vec::new();
     for (at, len) in box_starts(s) {
         let Some(b) = box_at(s, at, len) else {
             continue;

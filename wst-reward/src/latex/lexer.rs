@@ -76,6 +76,20 @@ const DROPPED: &[&str] = &[
     "dots",
     "ldots",
     "cdots",
+    "bigg",
+    "Bigg",
+    "biggl",
+    "biggr",
+    "Biggl",
+    "Biggr",
+    "middle",
+    "nonumber",
+    "notag",
+];
+
+/// Commands dropped together with their braced argument.
+const DROPPED_WITH_ARG: &[&str] = &[
+    "hspace", "vspace", "phantom", "hphantom", "vphantom", "label", "tag", "color",
 ];
 
 /// Commands whose braced argument is text (or math written inside a text box).
@@ -200,6 +214,10 @@ fn lex_into(s: &str, allow_thousands: bool, depth: usize, out: &mut Vec<Tok>) ->
                         }
                         lex_text(content, allow_thousands, depth, out)?;
                         continue;
+                    }
+                    n if DROPPED_WITH_ARG.contains(&n) => {
+                        let (_, next) = braced_arg(s, i)?;
+                        i = next;
                     }
                     n if DROPPED.contains(&n) => {
                         if matches!(n, "left" | "right" | "bigl" | "bigr")
@@ -520,6 +538,10 @@ mod tests {
         );
         assert_eq!(lex("\\text{(B)}").unwrap(), vec![Tok::Choice('B')]);
         assert_eq!(lex("\\text{ or }").unwrap(), vec![Tok::Sep]);
+        assert_eq!(
+            lex("\\biggl(5\\hspace{1cm}\\biggr)").unwrap(),
+            vec![Tok::Sym('('), Tok::Num(5.0, true), Tok::Sym(')')]
+        );
         assert!(lex(&"1".repeat(MAX_ANSWER_BYTES + 1)).is_none());
     }
 }
