@@ -262,11 +262,19 @@ fn as_choice(n: &Node) -> Option<char> {
 /// One element of a list or set, with the sign its `\pm` takes.
 type Item<'a> = (&'a Node, f64);
 
+/// The elements of a list or set (one level: a set of sets stays nested), each `\pm` scalar
+/// expanded into its two values.
 fn items(n: &Node) -> Vec<Item<'_>> {
+    let expand = |n| {
+        if is_scalar(n) && has_pm(n) {
+            vec![(n, 1.0), (n, -1.0)]
+        } else {
+            vec![(n, 1.0)]
+        }
+    };
     match n {
-        Node::List(v) | Node::Set(v) => v.iter().flat_map(items).collect(),
-        n if is_scalar(n) && has_pm(n) => vec![(n, 1.0), (n, -1.0)],
-        n => vec![(n, 1.0)],
+        Node::List(v) | Node::Set(v) => v.iter().flat_map(expand).collect(),
+        n => expand(n),
     }
 }
 
@@ -489,6 +497,7 @@ mod tests {
             ("6", ""),
             ("2^{2021}", "3^{2021}"),
             ("15", "twenty-five"),
+            ("\\{\\{1,2\\},\\{3\\}\\}", "\\{\\{1\\},\\{2,3\\}\\}"),
         ];
         for (g, p) in no {
             assert!(!equivalent(g, p), "{g} vs {p} should not be equivalent");
