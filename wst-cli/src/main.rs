@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod cmd_verify;
+
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
@@ -28,6 +30,8 @@ enum Command {
     },
     /// Print the libtorch build wst runs on: CUDA devices, cuDNN, threads.
     Info,
+    /// Check math answers: `--gold G --pred P` prints true/false; `--jsonl FILE` checks a file.
+    Verify(cmd_verify::VerifyArgs),
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -44,6 +48,7 @@ fn run(cli: Cli) -> Result<()> {
             println!("{}", wst_models::torch_info());
             Ok(())
         }
+        Command::Verify(args) => cmd_verify::run(args),
     }
 }
 

@@ -1,5 +1,7 @@
 //! End-to-end tests of the `wst` binary.
 
+mod verify;
+
 use std::process::Command;
 
 fn wst() -> Command {
@@ -11,7 +13,7 @@ fn help_lists_the_subcommands() {
     let out = wst().arg("--help").output().unwrap();
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
-    for cmd in ["config", "info"] {
+    for cmd in ["config", "info", "verify"] {
         assert!(text.contains(cmd), "{cmd} missing from:\n{text}");
     }
 }

@@ -1,2 +1,51 @@
 //! Rewards for **wst**: math answer extraction and equivalence (no libtorch), reward-model
 //! scoring behind the `reward-model` feature, and weighted combinations of named components.
+//!
+//! The math verifier is a small LaTeX answer language of its own: a lexer that drops
+//! presentation (`\left`, `\!`, `$`, `\%`, units, `^\circ`), a recursive-descent parser with a
+//! nesting limit, and a complex-number evaluator. Two answers are equivalent when they have the
+//! same shape (number, tuple, interval, set, matrix, equation, choice, text) and their numeric
+//! parts agree to a tight relative tolerance at a few fixed points for the free variables. No
+//! rewriting system, no Python: a check takes microseconds and any input, however deep or long,
+//! is handled in bounded time without panicking.
+
+mod equiv;
+mod extract;
+mod latex;
+mod reward;
+
+pub use equiv::equivalent;
+pub use extract::{extract_answer, parse_gsm8k_reference, ExtractOptions};
+pub use reward::{MathReward, CORRECT};
+pub use wst_core::{Reward, RewardComponents, RewardInput, RewardWeights, WeightedReward};
+
+/// The outcome of checking one reply or answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    /// Whether the answer is equivalent to the gold answer.
+    pub verdict: bool,
+    /// The answer that was compared (`None` when nothing could be extracted).
+    pub extracted: Option<String>,
+}
+
+/// Extracts the final answer of a full reply and compares it with `gold`.
+///
+/// ```
+/// use wst_reward::{verify_reply, ExtractOptions};
+/// let v = verify_reply("\\frac{1}{2}", "so $p = \\boxed{0.5}$.", &ExtractOptions::default());
+/// assert!(v.verdict);
+/// assert_eq!(v.extracted.as_deref(), Some("0.5"));
+/// ```
+pub fn verify_reply(gold: &str, reply: &str, opts: &ExtractOptions) -> Verdict {
+    let extracted = extract_answer(reply, opts);
+    let verdict = extracted.as_deref().is_some_and(|a| equivalent(gold, a));
+    Verdict { verdict, extracted }
+}
+
+/// Compares an already extracted answer with `gold` (a `\boxed{}` wrapper is tolerated).
+pub fn verify_answer(gold: &str, answer: &str) -> Verdict {
+    Verdict {
+        verdict: equivalent(gold, answer),
+        extracted: Some(answer.to_string()),
+    }
+}

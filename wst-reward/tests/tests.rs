@@ -1,0 +1,3 @@
+//! Integration tests of `wst-reward` (one binary, one module per topic).
+
+mod verify;
