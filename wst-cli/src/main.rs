@@ -3,6 +3,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod cmd_data;
+mod cmd_report;
+
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
@@ -28,6 +31,10 @@ enum Command {
     },
     /// Print the libtorch build wst runs on: CUDA devices, cuDNN, threads.
     Info,
+    /// Inspect datasets: `wst data stats --dataset gsm8k --path P`.
+    Data(cmd_data::DataArgs),
+    /// Per-step table of a run (reward, uplift over baseline, instruction length, failures).
+    Report(cmd_report::ReportArgs),
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -44,6 +51,8 @@ fn run(cli: Cli) -> Result<()> {
             println!("{}", wst_models::torch_info());
             Ok(())
         }
+        Command::Data(args) => cmd_data::run(args),
+        Command::Report(args) => cmd_report::run(args),
     }
 }
 
