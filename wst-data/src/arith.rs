@@ -168,7 +168,7 @@ pub fn arith_universe(level: ArithLevel) -> Vec<Query> {
         }
         ArithLevel::Word => {
             for t in 0..6usize {
-                for a in 1..=20i64 {
+                for a in 2..=20i64 {
                     for b in 2..=12i64 {
                         let (text, v) = word_problem(t, a, b);
                         out.push(problem(level, &format!("t{t}/{a}/{b}"), text, v));

@@ -34,6 +34,11 @@ pub const BASELINE_COLUMNS: [&str; 9] = [
 
 static PART: AtomicU64 = AtomicU64::new(0);
 
+/// The conventional baseline folder of an output folder (`runs/baselines`), shared by its runs.
+pub fn baselines_dir(output_dir: &Path) -> PathBuf {
+    output_dir.join("baselines")
+}
+
 /// Baselines cached in a folder of Parquet parts, loaded into memory on open.
 #[derive(Debug, Clone)]
 pub struct ParquetBaselines {

@@ -20,7 +20,7 @@ mod rows;
 pub use arith::{
     arith_held_out, arith_queries, arith_split, arith_universe, level_name, ArithSplit,
 };
-pub use baselines::{ParquetBaselines, BASELINE_COLUMNS};
+pub use baselines::{baselines_dir, ParquetBaselines, BASELINE_COLUMNS};
 pub use datasets::{
     eval_queries, gsm8k_reference, hh_prompt, kind_name, load_dataset, prompt_source,
     resolve_files, Dataset, HH_ASSISTANT,

@@ -87,8 +87,11 @@ fn steps_round_trip_identically_and_rewrites_replace() {
         .to_string();
     assert!(e.contains("step 4") && e.contains("step 5"), "{e}");
     // An empty step is a valid (empty) file.
+    let before = store.read_all().unwrap().len();
     store.write(6, &[]).unwrap();
     assert!(store.read_step(6).unwrap().is_empty());
+    assert_eq!(store.read_all().unwrap().len(), before);
+    assert_eq!(wst_data::run_report(dir.path()).unwrap().steps.len(), 2);
 }
 
 #[test]
