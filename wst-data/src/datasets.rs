@@ -43,6 +43,13 @@ pub struct Dataset {
     pub skipped: Vec<DataError>,
 }
 
+impl Dataset {
+    /// A training source over the queries, reshuffled per epoch with `seed` when `shuffle`.
+    pub fn into_source(self, seed: u64, shuffle: bool) -> VecSource {
+        VecSource::new(self.id, self.queries, seed, shuffle)
+    }
+}
+
 /// The data files a config names: the file itself, the files of a folder (of `split`, when
 /// given), or those of a hub dataset id in the local hub cache.
 pub fn resolve_files(kind: DatasetKind, path: &str, split: Option<&str>) -> Result<Vec<PathBuf>> {
@@ -204,13 +211,7 @@ pub fn load_dataset(cfg: &DataConfig, run_seed: u64) -> Result<Dataset> {
 /// The training prompt source of a `[data]` table: its queries, shuffled per epoch (when
 /// `data.shuffle`) with `data.seed` or `run_seed`.
 pub fn prompt_source(cfg: &DataConfig, run_seed: u64) -> Result<VecSource> {
-    let ds = load_dataset(cfg, run_seed)?;
-    Ok(VecSource::new(
-        ds.id,
-        ds.queries,
-        cfg.seed.unwrap_or(run_seed),
-        cfg.shuffle,
-    ))
+    Ok(load_dataset(cfg, run_seed)?.into_source(cfg.seed.unwrap_or(run_seed), cfg.shuffle))
 }
 
 /// Seed offset that makes evaluation draws differ from training draws of the same run seed.
