@@ -3,6 +3,7 @@
 use criterion::{criterion_group, criterion_main, Criterion};
 
 mod verify;
+mod data;
 
 mod core_bench {
     use criterion::Criterion;
@@ -26,6 +27,7 @@ mod core_bench {
 fn benches(c: &mut Criterion) {
     core_bench::templates(c);
     verify::verify(c);
+    data::data(c);
 }
 
 criterion_group!(all, benches);

@@ -4,6 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 mod cmd_verify;
+mod cmd_data;
+mod cmd_report;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -32,6 +34,10 @@ enum Command {
     Info,
     /// Check math answers: `--gold G --pred P` prints true/false; `--jsonl FILE` checks a file.
     Verify(cmd_verify::VerifyArgs),
+    /// Inspect datasets: `wst data stats --dataset gsm8k --path P`.
+    Data(cmd_data::DataArgs),
+    /// Per-step table of a run (reward, uplift over baseline, instruction length, failures).
+    Report(cmd_report::ReportArgs),
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -49,6 +55,8 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Verify(args) => cmd_verify::run(args),
+        Command::Data(args) => cmd_data::run(args),
+        Command::Report(args) => cmd_report::run(args),
     }
 }
 

@@ -4,6 +4,8 @@ mod verify;
 
 use std::process::Command;
 
+mod data;
+
 fn wst() -> Command {
     Command::new(env!("CARGO_BIN_EXE_wst"))
 }
@@ -14,6 +16,7 @@ fn help_lists_the_subcommands() {
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
     for cmd in ["config", "info", "verify"] {
+    for cmd in ["config", "info", "data", "report"] {
         assert!(text.contains(cmd), "{cmd} missing from:\n{text}");
     }
 }

@@ -1,5 +1,36 @@
 //! Datasets, rollout and baseline stores, and reports for **wst**.
 //!
-//! Loads GSM8K, MATH-500, HH-RLHF and generic tables into [`wst_core::Query`] values, generates
-//! the embedded arithmetic task, and stores rollouts and baselines as Parquet. It does not link
-//! libtorch.
+//! Loads GSM8K, MATH-500, HH-RLHF and generic tables into [`wst_core::Query`] values (from JSON
+//! Lines, gzip JSON Lines, Parquet, folders of shards, or hub dataset ids found in the local
+//! Hugging Face cache), generates the embedded arithmetic task with a fixed train / held-out
+//! split, and stores rollouts and baselines as Parquet. Writers use `arrow`/`parquet` directly
+//! (exact control of the schema, atomic temp-file + rename); readers and reports use polars lazy
+//! scans, the same way an analyst would read a run. It does not link libtorch.
+
+mod arith;
+mod atomic;
+mod baselines;
+mod datasets;
+mod error;
+mod hub;
+mod report;
+mod rollouts;
+mod rows;
+
+pub use arith::{
+    arith_held_out, arith_queries, arith_split, arith_universe, level_name, ArithSplit,
+};
+pub use baselines::{baselines_dir, ParquetBaselines, BASELINE_COLUMNS};
+pub use datasets::{
+    eval_queries, gsm8k_reference, hh_prompt, kind_name, load_dataset, prompt_source,
+    resolve_files, Dataset, HH_ASSISTANT,
+};
+pub use error::{DataError, Result, RowPos};
+pub use hub::{cache_dirs as hub_cache_dirs, looks_like_hub_id, resolve as resolve_hub_dataset};
+pub use report::{read_metrics, run_report, step_frame, RunReport, StepSummary, METRICS_FILE};
+pub use rollouts::{
+    frame_to_records, read_rollout_file, read_rollouts, rollout_files, rollout_schema,
+    rollouts_dir, rollouts_to_batch, scan_rollouts, step_file_name, write_rollouts, RolloutStore,
+    ROLLOUT_SCHEMA_DOC,
+};
+pub use rows::{files_in_dir, read_file, Format, RawRow, RawTable};

@@ -1,0 +1,8 @@
+//! Integration tests of wst-data: one test binary, one module per topic.
+
+mod bad_input;
+mod baselines;
+mod common;
+mod datasets;
+mod report;
+mod rollouts;
