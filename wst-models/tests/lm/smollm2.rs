@@ -77,13 +77,12 @@ fn smollm2_batch_of_different_lengths_equals_each_alone() -> TestResult {
         "What is 2+2?",
         "Name a colour of the sky on a clear day, in one word.",
         "Hi",
-        "What is 7 times 8? Answer with the number only, please, and nothing else at all.",
     ];
     let prompts: Vec<Vec<u32>> = questions
         .iter()
         .map(|q| m.encode_chat(&[ChatMessage::user(*q)]))
         .collect::<Result<_, _>>()?;
-    let params = SamplingParams::greedy(12);
+    let params = SamplingParams::greedy(8);
     let batched = m.generate(&prompts, &params)?;
     for (p, b) in prompts.iter().zip(&batched) {
         let alone = m.generate(std::slice::from_ref(p), &params)?;
@@ -101,7 +100,7 @@ fn smollm2_batch_of_different_lengths_equals_each_alone() -> TestResult {
             temperature: 1.0,
             top_p: 0.95,
             top_k: 50,
-            max_new_tokens: 16,
+            max_new_tokens: 6,
             seed: Some(seed),
             ..SamplingParams::default()
         };
