@@ -5,6 +5,7 @@ mod decoder;
 mod errors;
 mod generate;
 mod smollm2;
+mod student;
 mod tiny;
 
 use std::path::{Path, PathBuf};
