@@ -408,6 +408,7 @@ impl DecoderLm {
     /// mask `[B, T]` (1 = token, 0 = pad; left or right padding).
     pub fn hidden_states(&self, ids: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
         let (b, t) = self.check_ids(ids, mask)?;
+        let ids = &ids.to_device(self.device());
         Ok(match mask {
             Some(m) => {
                 let m = m.to_device(self.device());
@@ -460,6 +461,7 @@ impl DecoderLm {
         cache: &mut KvCache,
     ) -> Result<Tensor> {
         let (b, t) = self.check_ids(ids, mask)?;
+        let ids = &ids.to_device(self.device());
         if b != cache.batch {
             return Err(Error::Invalid(format!(
                 "batch of {b} rows for a KV cache of {}",
