@@ -3,8 +3,10 @@
 //! Prompts of different lengths are left-padded into one batch; position ids and the key mask
 //! make every row compute what it would alone. Each step runs one token per row through the
 //! cache, samples on the device (argmax, or inverse-CDF sampling after temperature, top-k and
-//! top-p, with uniforms drawn from a seeded ChaCha generator so a seed fixes the output), and
-//! reads the chosen ids back once (they are needed for end tokens and stop strings).
+//! top-p, with uniforms drawn from a seeded ChaCha generator so a seed fixes the output) and
+//! feeds the chosen ids straight back on the device; the host reads them (for end tokens and
+//! stop strings) every step on the CPU and every few steps on CUDA, where each read waits for
+//! the GPU. Tokens a row sampled after it finished are dropped.
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -37,6 +39,7 @@ pub struct Generator<'a> {
     tokenizer: &'a Tokenizer,
     eos_ids: Vec<u32>,
     pad_id: u32,
+    read_every: Option<usize>,
 }
 
 impl<'a> Generator<'a> {
@@ -52,7 +55,16 @@ impl<'a> Generator<'a> {
             tokenizer,
             eos_ids: eos_ids.to_vec(),
             pad_id,
+            read_every: None,
         }
+    }
+
+    /// Steps between reads of the sampled ids by the host (default: every step on the CPU,
+    /// every 8 on CUDA). Results do not depend on it; larger values sync less and may run a
+    /// few steps past the point where every row has finished.
+    pub fn read_every(mut self, steps: usize) -> Self {
+        self.read_every = Some(steps.max(1));
+        self
     }
 
     /// Samples a continuation of each prompt; the generator is seeded from `params.seed`, or
@@ -132,40 +144,70 @@ impl<'a> Generator<'a> {
         let mut tokens: Vec<Vec<u32>> = vec![Vec::with_capacity(max_new); b];
         let mut logprobs: Vec<Vec<f32>> = vec![Vec::with_capacity(max_new); b];
         let mut finished: Vec<Option<FinishReason>> = vec![None; b];
-        for step in 0..max_new {
-            let uniforms: Vec<f32> = (0..b).map(|_| rng.gen::<f32>()).collect();
-            let (next, lp) = sample(&logits, params, &uniforms)?;
-            let next_host = Vec::<i64>::try_from(next.to_device(Device::Cpu))?;
-            let lp_host = Vec::<f32>::try_from(lp.to_device(Device::Cpu))?;
+        // All uniforms at once (one upload); greedy decoding draws none.
+        let uniforms = if params.is_greedy() {
+            None
+        } else {
+            let u: Vec<f32> = (0..max_new * b).map(|_| rng.gen::<f32>()).collect();
+            Some(
+                Tensor::f_from_slice(&u)?
+                    .view([max_new as i64, b as i64])
+                    .to_device(device),
+            )
+        };
+        // Sampled ids stay on the device and feed the next step directly; the host reads them
+        // every `check_every` steps (every step on the CPU, where reading costs nothing).
+        let check_every = if device.is_cuda() {
+            CUDA_CHECK_EVERY
+        } else {
+            1
+        };
+        let mut pending: Vec<(Tensor, Tensor)> = Vec::with_capacity(check_every);
+        let mut step = 0;
+        while step < max_new {
+            let u = uniforms.as_ref().map(|u| u.get(step as i64));
+            let (next, lp) = sample(&logits, params, u.as_ref())?;
+            step += 1;
+            if step < max_new {
+                // Queue the next forward before reading anything back.
+                logits = self
+                    .model
+                    .last_logits_cached(&next.unsqueeze(1), None, &mut cache)?;
+            }
+            pending.push((next, lp));
+            if step % check_every != 0 && step < max_new {
+                continue;
+            }
+            let first = step - pending.len();
+            let ids: Vec<&Tensor> = pending.iter().map(|(t, _)| t).collect();
+            let lps: Vec<&Tensor> = pending.iter().map(|(_, l)| l).collect();
+            let n = pending.len();
+            let ids =
+                Vec::<i64>::try_from(Tensor::stack(&ids, 1).to_device(Device::Cpu).flatten(0, -1))?;
+            let lps =
+                Vec::<f32>::try_from(Tensor::stack(&lps, 1).to_device(Device::Cpu).flatten(0, -1))?;
+            pending.clear();
             for row in 0..b {
-                if finished[row].is_some() {
-                    continue;
-                }
-                let t = next_host[row] as u32;
-                tokens[row].push(t);
-                logprobs[row].push(lp_host[row]);
-                let stopped = self.eos_ids.contains(&t)
-                    || (max_stop_chars > 0
-                        && self.hits_stop(&tokens[row], params, max_stop_chars)?);
-                if stopped {
-                    finished[row] = Some(FinishReason::Stop);
-                } else if step + 1 == max_new {
-                    finished[row] = Some(FinishReason::Length);
+                for j in 0..n {
+                    if finished[row].is_some() {
+                        break;
+                    }
+                    let t = ids[row * n + j] as u32;
+                    tokens[row].push(t);
+                    logprobs[row].push(lps[row * n + j]);
+                    let stopped = self.eos_ids.contains(&t)
+                        || (max_stop_chars > 0
+                            && self.hits_stop(&tokens[row], params, max_stop_chars)?);
+                    if stopped {
+                        finished[row] = Some(FinishReason::Stop);
+                    } else if first + j + 1 == max_new {
+                        finished[row] = Some(FinishReason::Length);
+                    }
                 }
             }
             if finished.iter().all(Option::is_some) {
                 break;
             }
-            let feed: Vec<i64> = (0..b)
-                .map(|r| match finished[r] {
-                    Some(_) => i64::from(self.pad_id),
-                    None => next_host[r],
-                })
-                .collect();
-            let feed = Tensor::f_from_slice(&feed)?
-                .view([b as i64, 1])
-                .to_device(device);
-            logits = self.model.last_logits_cached(&feed, None, &mut cache)?;
         }
 
         tokens
@@ -201,18 +243,21 @@ impl<'a> Generator<'a> {
     }
 }
 
+/// Steps between reads of the sampled ids on CUDA (each read waits for the GPU).
+const CUDA_CHECK_EVERY: usize = 8;
+
 /// Byte offset of the earliest stop string in `text`.
 fn first_stop(text: &str, stop: &[String]) -> Option<usize> {
     stop.iter().filter_map(|s| text.find(s.as_str())).min()
 }
 
 /// Picks one token per row of `logits` `[B, V]`; returns the ids `[B]` and their log-probs
-/// `[B]` (f32) under the temperature-scaled distribution. `uniforms` has one draw in [0, 1)
-/// per row (unused when greedy).
+/// `[B]` (f32) under the temperature-scaled distribution. `uniforms` `[B]` holds one draw in
+/// [0, 1) per row (not needed when greedy).
 pub fn sample(
     logits: &Tensor,
     params: &SamplingParams,
-    uniforms: &[f32],
+    uniforms: Option<&Tensor>,
 ) -> Result<(Tensor, Tensor)> {
     let logits = logits.to_kind(Kind::Float);
     let (b, v) = (logits.size()[0], logits.size()[1]);
@@ -232,8 +277,10 @@ pub fn sample(
         let kth = top.narrow(1, params.top_k as i64 - 1, 1);
         filtered = filtered.masked_fill(&scaled.lt_tensor(&kth), f64::NEG_INFINITY);
     }
-    let u = Tensor::f_from_slice(uniforms)?
+    let u = uniforms
+        .ok_or_else(|| Error::Invalid("sampling at temperature > 0 needs uniforms".into()))?
         .to_device(logits.device())
+        .to_kind(Kind::Float)
         .view([b, 1]);
     let next = if params.top_p < 1.0 {
         let (sorted, order) = filtered.sort(-1, true);
@@ -257,8 +304,8 @@ fn inverse_cdf(probs: &Tensor, u: &Tensor, v: i64) -> Tensor {
     let cdf = probs.cumsum(-1, Kind::Float);
     let total = cdf.narrow(1, v - 1, 1);
     let target = u * total;
-    // Zero-probability entries never get chosen: count entries strictly below the target,
-    // then step past zero-mass entries by taking the first index whose cdf exceeds it.
+    // The cdf is non-decreasing: the number of entries at or below the target is the first
+    // index above it, and zero-probability entries (equal to their predecessor) are skipped.
     cdf.le_tensor(&target)
         .sum_dim_intlist(1, false, Kind::Int64)
         .clamp_max(v - 1)

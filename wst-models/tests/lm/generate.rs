@@ -37,6 +37,7 @@ fn logprobs_match_a_full_forward_and_seeds_reproduce() -> TestResult {
     let ps = prompts(&tok);
     let out = g.generate(&ps, &params)?;
     assert_eq!(out, g.generate(&ps, &params)?);
+    assert_eq!(out, g.clone().read_every(4).generate(&ps, &params)?);
     for (p, o) in ps.iter().zip(&out) {
         assert_eq!(o.token_ids.len(), 10);
         assert_eq!(o.finish_reason, FinishReason::Length);
@@ -99,6 +100,13 @@ fn end_tokens_and_stop_strings_finish_rows() -> TestResult {
             .position(|&t| t == eos)
             .map_or(8, |i| i + 1);
         assert_eq!(o.token_ids, f.token_ids[..n].to_vec());
+    }
+    // Reading the ids back every few steps changes nothing.
+    for every in [3, 5, 100] {
+        let lazy = Generator::new(&m, &tok, &[eos], 0)
+            .read_every(every)
+            .generate(&ps, &SamplingParams::greedy(8))?;
+        assert_eq!(lazy, out, "read_every({every})");
     }
     // A stop string taken from the middle of row 1's text cuts it there.
     let text = &free[1].text;
