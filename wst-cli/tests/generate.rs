@@ -78,3 +78,50 @@ fn generate_reports_a_missing_model() {
         "{err}"
     );
 }
+
+#[test]
+fn generate_resolves_a_model_id_through_the_hub_cache() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/testvectors/tiny-qwen2");
+    assert!(src.is_dir(), "test asset {} is missing", src.display());
+    let cache = tempfile::tempdir().unwrap();
+    let repo = cache.path().join("models--wst-test--tiny-qwen2");
+    let snap = repo.join("snapshots/0123abcd");
+    std::fs::create_dir_all(&snap).unwrap();
+    std::fs::create_dir_all(repo.join("refs")).unwrap();
+    std::fs::write(repo.join("refs/main"), "0123abcd").unwrap();
+    for entry in std::fs::read_dir(&src).unwrap() {
+        let p = entry.unwrap().path();
+        std::fs::copy(&p, snap.join(p.file_name().unwrap())).unwrap();
+    }
+    let reference: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(src.join("reference.json")).unwrap())
+            .unwrap();
+    let out = wst()
+        .env("HF_HUB_CACHE", cache.path())
+        .args([
+            "generate",
+            "--model",
+            "wst-test/tiny-qwen2",
+            "--system",
+            "Be brief.",
+            "--chat",
+            "How many clips?",
+            "--greedy",
+            "--max-tokens",
+            "12",
+            "--json",
+            "--device",
+            "cpu",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["prompt_ids"], reference["greedy_12"]["input_ids"]);
+    assert_eq!(v["output_ids"], reference["greedy_12"]["output_ids"]);
+    assert_eq!(v["finish_reason"], "length");
+}
