@@ -408,6 +408,13 @@ impl DecoderLm {
     /// mask `[B, T]` (1 = token, 0 = pad; left or right padding).
     pub fn hidden_states(&self, ids: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
         let (b, t) = self.check_ids(ids, mask)?;
+        let (lo, hi) = (ids.min().int64_value(&[]), ids.max().int64_value(&[]));
+        if lo < 0 || hi >= self.config.vocab_size {
+            return Err(Error::Invalid(format!(
+                "token ids range over [{lo}, {hi}], outside the vocabulary of {}",
+                self.config.vocab_size
+            )));
+        }
         let ids = &ids.to_device(self.device());
         Ok(match mask {
             Some(m) => {

@@ -41,7 +41,9 @@ fn cached_decoding_equals_full_forward() -> TestResult {
         let last = m.last_logits_cached(&ids, Some(&mask), &mut cache)?;
         assert!(max_abs_diff(&last, &full.select(1, 10)) < 1e-5);
         assert!(max_abs_diff(&m.last_logits(&ids, Some(&mask))?, &full.select(1, 10)) < 1e-5);
-        // A full cache is an error, not a panic.
+        // Out-of-vocabulary ids and a full cache are errors, not panics.
+        assert!(m.forward(&(&ids + 1000), None).is_err());
+        assert!(m.forward(&ids.to_kind(Kind::Float), None).is_err());
         assert!(m
             .forward_cached(&ids.narrow(1, 0, 1), None, &mut cache)
             .is_err());
