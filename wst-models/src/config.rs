@@ -30,6 +30,53 @@ pub enum Activation {
     Gelu,
 }
 
+/// RoPE frequency scaling, as transformers' `ROPE_INIT_FUNCTIONS`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum RopeScaling {
+    /// Positions divided by `factor` (all frequencies divided by it).
+    Linear {
+        /// Scale factor.
+        factor: f64,
+    },
+    /// Llama 3.1: low frequencies divided by `factor`, high ones kept, a smooth ramp between.
+    Llama3 {
+        /// Scale factor of the low frequencies.
+        factor: f64,
+        /// Wavelengths above `original / low_freq_factor` are scaled.
+        low_freq_factor: f64,
+        /// Wavelengths below `original / high_freq_factor` are kept.
+        high_freq_factor: f64,
+        /// Context length of pre-training.
+        original_max_position_embeddings: f64,
+    },
+}
+
+impl RopeScaling {
+    /// Applies the scaling to one inverse frequency.
+    pub fn scale(&self, inv_freq: f64) -> f64 {
+        match *self {
+            RopeScaling::Linear { factor } => inv_freq / factor,
+            RopeScaling::Llama3 {
+                factor,
+                low_freq_factor,
+                high_freq_factor,
+                original_max_position_embeddings: old,
+            } => {
+                let wavelen = 2.0 * std::f64::consts::PI / inv_freq;
+                if wavelen < old / high_freq_factor {
+                    inv_freq
+                } else if wavelen > old / low_freq_factor {
+                    inv_freq / factor
+                } else {
+                    let smooth =
+                        (old / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor);
+                    (1.0 - smooth) * inv_freq / factor + smooth * inv_freq
+                }
+            }
+        }
+    }
+}
+
 /// What a decoder needs to know about its shape, read from `config.json`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DecoderConfig {
@@ -51,6 +98,8 @@ pub struct DecoderConfig {
     pub head_dim: i64,
     /// RoPE base.
     pub rope_theta: f64,
+    /// RoPE frequency scaling (`rope_scaling` / `rope_parameters`), `None` for the default.
+    pub rope_scaling: Option<RopeScaling>,
     /// RMSNorm epsilon.
     pub rms_norm_eps: f64,
     /// The output head reuses the embedding matrix.
@@ -187,19 +236,40 @@ impl DecoderConfig {
             )?
             .unwrap_or(10_000.0),
         };
+        let mut rope_scaling = None;
         for key in ["rope_scaling", "rope_parameters"] {
-            if let Some(kind) = v
-                .get(key)
-                .and_then(|s| s.get("rope_type").or_else(|| s.get("type")))
+            let Some(sc) = v.get(key).filter(|s| s.is_object()) else {
+                continue;
+            };
+            let kind = sc
+                .get("rope_type")
+                .or_else(|| sc.get("type"))
                 .and_then(Value::as_str)
-            {
-                if kind != "default" {
+                .unwrap_or("default");
+            let num = |field: &str| -> Result<f64> {
+                opt_f64(sc.get(field), &format!("{key}.{field}"))?
+                    .ok_or_else(|| err(&format!("{key}.{field}"), "missing".into()))
+            };
+            rope_scaling = match kind {
+                "default" => rope_scaling,
+                "linear" => Some(RopeScaling::Linear {
+                    factor: num("factor")?,
+                }),
+                "llama3" => Some(RopeScaling::Llama3 {
+                    factor: num("factor")?,
+                    low_freq_factor: num("low_freq_factor")?,
+                    high_freq_factor: num("high_freq_factor")?,
+                    original_max_position_embeddings: num("original_max_position_embeddings")?,
+                }),
+                other => {
                     return Err(err(
                         &format!("{key}.rope_type"),
-                        format!("RoPE scaling `{kind}` is not supported (only the default)"),
-                    ));
+                        format!(
+                            "RoPE scaling `{other}` is not supported (default, linear, llama3)"
+                        ),
+                    ))
                 }
-            }
+            };
         }
         let rms_norm_eps = opt_f64(v.get("rms_norm_eps"), "rms_norm_eps")?.unwrap_or(1e-6);
         let act_field = if v.get("hidden_activation").is_some_and(|a| !a.is_null()) {
@@ -235,6 +305,7 @@ impl DecoderConfig {
             num_key_value_heads,
             head_dim,
             rope_theta,
+            rope_scaling,
             rms_norm_eps,
             // transformers' defaults: Gemma ties, Llama and Qwen2 do not.
             tie_word_embeddings: opt_bool("tie_word_embeddings")?.unwrap_or(arch == Arch::Gemma),
@@ -262,6 +333,7 @@ impl DecoderConfig {
             num_key_value_heads: 2,
             head_dim: if arch == Arch::Gemma { 16 } else { 8 },
             rope_theta: 10_000.0,
+            rope_scaling: None,
             rms_norm_eps: 1e-6,
             tie_word_embeddings: arch != Arch::Llama,
             qkv_bias: arch == Arch::Qwen2,
@@ -298,6 +370,30 @@ mod tests {
         assert_eq!(c.head_dim, 4);
         assert_eq!(c.eos_token_ids, vec![3, 4]);
         assert!(!c.tie_word_embeddings && !c.qkv_bias);
+    }
+
+    #[test]
+    fn reads_llama3_rope_scaling() {
+        let v = json!({
+            "model_type": "llama", "vocab_size": 10, "hidden_size": 8, "intermediate_size": 16,
+            "num_hidden_layers": 1, "num_attention_heads": 2, "rope_theta": 500000.0,
+            "rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                             "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}
+        });
+        let c = DecoderConfig::from_json(&v, "c.json").unwrap();
+        let s = c.rope_scaling.unwrap();
+        // High frequency kept, low frequency divided by 8, the ramp in between.
+        assert_eq!(s.scale(1.0), 1.0);
+        assert!((s.scale(1e-5) - 1.25e-6).abs() < 1e-12);
+        let mid = 2.0 * std::f64::consts::PI / 4096.0; // smooth = (2 - 1) / 3
+        assert!((s.scale(mid) - (2.0 / 3.0 * mid / 8.0 + mid / 3.0)).abs() < 1e-12);
+        let bad = json!({"model_type": "llama", "vocab_size": 10, "hidden_size": 8,
+            "intermediate_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2,
+            "rope_scaling": {"rope_type": "yarn", "factor": 4.0}});
+        let e = DecoderConfig::from_json(&bad, "c.json")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("yarn") && e.contains("rope_scaling"), "{e}");
     }
 
     #[test]

@@ -185,7 +185,10 @@ impl DecoderLm {
             (&root / "lm_head").var("weight", &[c.vocab_size, h], init)
         };
         let inv: Vec<f32> = (0..d / 2)
-            .map(|j| (1.0 / c.rope_theta.powf((2 * j) as f64 / d as f64)) as f32)
+            .map(|j| {
+                let f = 1.0 / c.rope_theta.powf((2 * j) as f64 / d as f64);
+                c.rope_scaling.map_or(f, |s| s.scale(f)) as f32
+            })
             .collect();
         let inv_freq = Tensor::f_from_slice(&inv)?.to_device(device);
         drop(root);

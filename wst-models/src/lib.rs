@@ -23,7 +23,7 @@ mod tokenizer;
 mod weights;
 
 pub use chat::{ChatMessage, ChatTemplate};
-pub use config::{Activation, Arch, DecoderConfig};
+pub use config::{Activation, Arch, DecoderConfig, RopeScaling};
 pub use decoder::{DecoderLm, KvCache};
 pub use device::{cuda_device_count, select_device, torch_info};
 pub use error::{BoxError, Error, Result};
