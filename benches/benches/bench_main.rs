@@ -4,6 +4,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 
 mod verify;
 mod data;
+mod generate;
 
 mod core_bench {
     use criterion::Criterion;
@@ -28,6 +29,7 @@ fn benches(c: &mut Criterion) {
     core_bench::templates(c);
     verify::verify(c);
     data::data(c);
+    generate::generate(c);
 }
 
 criterion_group!(all, benches);

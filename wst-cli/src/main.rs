@@ -10,6 +10,8 @@ mod cmd_report;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
+mod cmd_generate;
+
 /// Weak-to-Strong Transfer: train a small teacher to write instructions that make a larger
 /// student answer better.
 #[derive(Parser)]
@@ -38,6 +40,8 @@ enum Command {
     Data(cmd_data::DataArgs),
     /// Per-step table of a run (reward, uplift over baseline, instruction length, failures).
     Report(cmd_report::ReportArgs),
+    /// Sample from a model (folder, .gguf file or cached hub id).
+    Generate(cmd_generate::GenerateArgs),
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -57,6 +61,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Verify(args) => cmd_verify::run(args),
         Command::Data(args) => cmd_data::run(args),
         Command::Report(args) => cmd_report::run(args),
+        Command::Generate(args) => cmd_generate::run(args),
     }
 }
 

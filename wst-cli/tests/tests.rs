@@ -5,6 +5,7 @@ mod verify;
 use std::process::Command;
 
 mod data;
+mod generate;
 
 fn wst() -> Command {
     Command::new(env!("CARGO_BIN_EXE_wst"))
@@ -17,6 +18,7 @@ fn help_lists_the_subcommands() {
     let text = String::from_utf8(out.stdout).unwrap();
     for cmd in ["config", "info", "verify"] {
     for cmd in ["config", "info", "data", "report"] {
+    for cmd in ["config", "info", "generate"] {
         assert!(text.contains(cmd), "{cmd} missing from:\n{text}");
     }
 }

@@ -1,6 +1,15 @@
 //! The error type of `wst-models`.
 
+use std::path::PathBuf;
+
+use crate::gguf::GgufError;
+
+/// A boxed error from a dependency that has no concrete error type (`tokenizers`).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 /// Errors of model loading, tokenisation and generation.
+///
+/// Every variant names what a user can act on: the file, the field, the tensor, the model id.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// CUDA was asked for but libtorch sees no device.
@@ -13,7 +22,176 @@ pub enum Error {
     /// An error from libtorch.
     #[error(transparent)]
     Torch(#[from] tch::TchError),
+
+    /// A GGUF file could not be read or converted.
+    #[error(transparent)]
+    Gguf(#[from] GgufError),
+
+    /// A file could not be read.
+    #[error("cannot read {path}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A JSON file is malformed.
+    #[error("{path}: invalid JSON")]
+    Json {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: serde_json::Error,
+    },
+
+    /// A model config field is missing, has the wrong type or an unsupported value.
+    #[error("{origin}: field `{field}`: {problem}")]
+    Config {
+        /// The config file (or `<gguf ...>`).
+        origin: String,
+        /// The field.
+        field: String,
+        /// What is wrong.
+        problem: String,
+    },
+
+    /// A safetensors file is malformed.
+    #[error("{path}: invalid safetensors file")]
+    SafeTensors {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: safetensors::SafeTensorError,
+    },
+
+    /// A tensor the model needs is not in the weights.
+    #[error("missing tensor `{tensor}` in {origin}")]
+    MissingTensor {
+        /// The tensor name.
+        tensor: String,
+        /// The weight files searched.
+        origin: String,
+    },
+
+    /// A tensor has another shape than the config implies.
+    #[error("tensor `{tensor}` in {origin} has shape {found:?}, expected {expected:?}")]
+    TensorShape {
+        /// The tensor name.
+        tensor: String,
+        /// The file holding it.
+        origin: String,
+        /// The shape the model expects.
+        expected: Vec<i64>,
+        /// The shape in the file.
+        found: Vec<i64>,
+    },
+
+    /// A tensor has an element type that cannot be loaded.
+    #[error("tensor `{tensor}` in {origin} has unsupported dtype {dtype}")]
+    TensorDtype {
+        /// The tensor name.
+        tensor: String,
+        /// The file holding it.
+        origin: String,
+        /// The dtype found.
+        dtype: String,
+    },
+
+    /// A tokenizer could not be loaded or failed to encode/decode.
+    #[error("tokenizer {origin}")]
+    Tokenizer {
+        /// The tokenizer file, or what was being done.
+        origin: String,
+        /// The cause.
+        #[source]
+        source: BoxError,
+    },
+
+    /// A chat template failed to compile or render.
+    #[error("chat template {origin}")]
+    Template {
+        /// Where the template came from.
+        origin: String,
+        /// The cause.
+        #[source]
+        source: minijinja::Error,
+    },
+
+    /// The model has no chat template but one is needed.
+    #[error(
+        "model {model} has no chat template (no `chat_template` in tokenizer_config.json, no \
+         chat_template.jinja, no `tokenizer.chat_template` in the GGUF): use a raw prompt"
+    )]
+    NoChatTemplate {
+        /// The model.
+        model: String,
+    },
+
+    /// The tokenizer has more tokens than the embedding has rows.
+    #[error(
+        "model {model}: the tokenizer has {tokenizer} tokens but the embedding has {embedding} \
+         rows (tokenizer and weights do not belong together)"
+    )]
+    VocabMismatch {
+        /// The model.
+        model: String,
+        /// Tokenizer vocabulary size (with added tokens).
+        tokenizer: usize,
+        /// Rows of the embedding matrix (`vocab_size`).
+        embedding: usize,
+    },
+
+    /// A model id is not in the local Hugging Face cache (wst never downloads).
+    #[error(
+        "model `{repo}`: file `{file}` is not in the Hugging Face cache {cache}; wst does not \
+         download models: fetch it first (e.g. `huggingface-cli download {repo}`) or pass a local \
+         folder with config.json, tokenizer.json and *.safetensors, or a .gguf file, as the model"
+    )]
+    HubMissing {
+        /// The repository id.
+        repo: String,
+        /// The file looked for.
+        file: String,
+        /// The cache folder searched.
+        cache: PathBuf,
+    },
+
+    /// A model spec is neither an existing path nor a hub id.
+    #[error(
+        "model `{spec}`: no such file or folder, and not a Hugging Face id (`org/name`); pass a \
+         local folder, a .gguf file or a model id"
+    )]
+    ModelNotFound {
+        /// The spec as given.
+        spec: String,
+    },
+
+    /// Bad arguments to a model or generation call.
+    #[error("{0}")]
+    Invalid(String),
 }
 
 /// `Result` with [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// Reads a JSON file, naming it in errors.
+pub(crate) fn read_json(path: &std::path::Path) -> Result<serde_json::Value> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    serde_json::from_str(&text).map_err(|source| Error::Json {
+        path: path.to_path_buf(),
+        source,
+    })
+}

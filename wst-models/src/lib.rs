@@ -1,9 +1,34 @@
-//! Language models for **wst** on tch (libtorch): decoders (Llama, Qwen2, Gemma), GPT-2 reward
-//! models, weight loading, tokenizers, chat templates and batched sampling.
+//! Language models for **wst** on tch (libtorch): decoders (Llama, Qwen2, Gemma), weight
+//! loading, tokenizers, chat templates, batched sampling and a local student.
+//!
+//! One model code path serves every weight source: a [`WeightStore`] hands named tensors
+//! (memory-mapped safetensors, single or sharded, or GGUF dequantised into memory) to
+//! [`DecoderLm::load`], which checks each name and shape against the [`DecoderConfig`] and
+//! copies it into a [`tch::nn::VarStore`] under its Hugging Face name, so the same variables are
+//! sampled from ([`Generator`], with a preallocated [`KvCache`]), trained (`wst-rl`) and saved.
+//! [`LoadedModel`] puts a model together with its tokenizer, chat template and special tokens,
+//! from a folder, a `.gguf` file or a model id in the local hub cache.
 
+mod chat;
+mod config;
+mod decoder;
 mod device;
 mod error;
+mod generate;
 pub mod gguf;
+pub mod hub;
+mod loader;
+mod student;
+mod tokenizer;
+mod weights;
 
+pub use chat::{ChatMessage, ChatTemplate};
+pub use config::{Activation, Arch, DecoderConfig, RopeScaling};
+pub use decoder::{DecoderLm, KvCache};
 pub use device::{cuda_device_count, select_device, torch_info};
-pub use error::{Error, Result};
+pub use error::{BoxError, Error, Result};
+pub use generate::{sample, Generation, Generator};
+pub use loader::{check_vocab, dtype_kind, resolve_spec, LoadedModel};
+pub use student::LocalStudent;
+pub use tokenizer::Tokenizer;
+pub use weights::WeightStore;

@@ -1,0 +1,107 @@
+//! `wst generate`: sample from a local model (folder, GGUF file or cached hub id).
+
+use anyhow::{Context, Result};
+use clap::{ArgGroup, Args};
+use wst_core::{DType, DeviceChoice, SamplingParams};
+use wst_models::{dtype_kind, select_device, ChatMessage, LoadedModel};
+
+/// Arguments of `wst generate`.
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("input").required(true).args(["chat", "prompt"])))]
+#[command(group(ArgGroup::new("mode").args(["greedy", "temperature"])))]
+pub struct GenerateArgs {
+    /// A Hugging Face model folder, a .gguf file, or a model id in the local hub cache.
+    #[arg(long)]
+    model: String,
+    /// System message (with --chat).
+    #[arg(long, requires = "chat")]
+    system: Option<String>,
+    /// User message, formatted with the model's chat template.
+    #[arg(long)]
+    chat: Option<String>,
+    /// Raw prompt text, tokenised as is (with the tokenizer's special tokens).
+    #[arg(long)]
+    prompt: Option<String>,
+    /// Maximum number of new tokens.
+    #[arg(long, default_value_t = 128)]
+    max_tokens: usize,
+    /// Argmax decoding.
+    #[arg(long)]
+    greedy: bool,
+    /// Sampling temperature.
+    #[arg(long, default_value_t = 1.0)]
+    temperature: f32,
+    /// Nucleus sampling mass.
+    #[arg(long, default_value_t = 1.0)]
+    top_p: f32,
+    /// Keep only the k most likely tokens (0: all).
+    #[arg(long, default_value_t = 0)]
+    top_k: usize,
+    /// Seed of the sampler.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// A string that ends generation (repeatable).
+    #[arg(long)]
+    stop: Vec<String>,
+    /// Print {"prompt_ids", "output_ids", "text", "finish_reason"} as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Run in bfloat16 (default: f32 on the CPU, bf16 on CUDA).
+    #[arg(long)]
+    bf16: bool,
+    /// Device: cpu, cuda or auto.
+    #[arg(long, default_value = "auto")]
+    device: String,
+}
+
+/// Runs `wst generate`.
+pub fn run(args: GenerateArgs) -> Result<()> {
+    let choice = match args.device.as_str() {
+        "cpu" => DeviceChoice::Cpu,
+        "cuda" => DeviceChoice::Cuda,
+        "auto" => DeviceChoice::Auto,
+        other => anyhow::bail!("--device must be cpu, cuda or auto, got `{other}`"),
+    };
+    let device = select_device(choice)?;
+    let kind = dtype_kind(if args.bf16 { DType::Bf16 } else { DType::Auto }, device);
+    let model = LoadedModel::load(&args.model, device, kind)
+        .with_context(|| format!("loading model {}", args.model))?;
+
+    let prompt_ids = match (&args.chat, &args.prompt) {
+        (Some(chat), _) => {
+            let mut messages = Vec::new();
+            if let Some(system) = &args.system {
+                messages.push(ChatMessage::system(system.clone()));
+            }
+            messages.push(ChatMessage::user(chat.clone()));
+            model.encode_chat(&messages)?
+        }
+        (None, Some(prompt)) => model.tokenizer.encode(prompt, true)?,
+        (None, None) => anyhow::bail!("give --chat or --prompt"),
+    };
+    let params = SamplingParams {
+        temperature: if args.greedy { 0.0 } else { args.temperature },
+        top_p: args.top_p,
+        top_k: args.top_k,
+        max_new_tokens: args.max_tokens,
+        stop: args.stop.clone(),
+        seed: args.seed,
+    };
+    let out = model
+        .generate(std::slice::from_ref(&prompt_ids), &params)?
+        .into_iter()
+        .next()
+        .context("no generation returned")?;
+    if args.json {
+        let v = serde_json::json!({
+            "prompt_ids": prompt_ids,
+            "output_ids": out.token_ids,
+            "text": out.text,
+            "finish_reason": out.finish_reason,
+        });
+        println!("{v}");
+    } else {
+        println!("{}", out.text);
+    }
+    Ok(())
+}

@@ -1,0 +1,581 @@
+//! [`DecoderLm`]: one decoder-only transformer for Llama, Qwen2 and Gemma on tch.
+//!
+//! Weights live in a [`tch::nn::VarStore`] under their Hugging Face names
+//! (`model.layers.0.self_attn.q_proj.weight`, ...), so safetensors load and save without a
+//! renaming table and the trainer can optimise them. Attention is grouped-query with rotary
+//! embeddings (non-interleaved halves, as transformers); padding is described by a `[B, T]` mask
+//! (1 = token, 0 = pad) from which position ids are derived, so left- and right-padded batches
+//! give each row the result it would get alone. The KV cache ([`KvCache`]) is preallocated and
+//! written in place.
+
+use tch::nn::{self, Init};
+use tch::{Device, Kind, Tensor};
+
+use crate::config::{Activation, Arch, DecoderConfig};
+use crate::weights::WeightStore;
+use crate::{Error, Result};
+
+/// Weights of one decoder layer (shallow handles to the variables of the store).
+struct Layer {
+    input_norm: Tensor,
+    q: (Tensor, Option<Tensor>),
+    k: (Tensor, Option<Tensor>),
+    v: (Tensor, Option<Tensor>),
+    o: (Tensor, Option<Tensor>),
+    post_norm: Tensor,
+    gate: (Tensor, Option<Tensor>),
+    up: (Tensor, Option<Tensor>),
+    down: (Tensor, Option<Tensor>),
+}
+
+/// A decoder-only causal language model (Llama, Qwen2 or Gemma).
+pub struct DecoderLm {
+    config: DecoderConfig,
+    vs: nn::VarStore,
+    embed: Tensor,
+    layers: Vec<Layer>,
+    norm: Tensor,
+    lm_head: Tensor,
+    /// RoPE inverse frequencies, f32, `[head_dim / 2]`.
+    inv_freq: Tensor,
+}
+
+impl std::fmt::Debug for DecoderLm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DecoderLm")
+            .field("config", &self.config)
+            .field("device", &self.device())
+            .field("kind", &self.kind())
+            .finish()
+    }
+}
+
+/// Preallocated keys and values of every layer for a batch, written in place as tokens arrive.
+pub struct KvCache {
+    keys: Vec<Tensor>,
+    values: Vec<Tensor>,
+    /// `[B, capacity]` bool: which slots hold real tokens.
+    key_mask: Tensor,
+    /// `[B]` i64: position id of the next real token of each row.
+    next_pos: Tensor,
+    len: i64,
+    capacity: i64,
+    batch: i64,
+}
+
+impl std::fmt::Debug for KvCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KvCache")
+            .field("batch", &self.batch)
+            .field("len", &self.len)
+            .field("capacity", &self.capacity)
+            .finish()
+    }
+}
+
+impl KvCache {
+    /// A cache for `batch` rows of up to `capacity` tokens (prompt + generated) of `model`, in
+    /// the model's kind and on its device.
+    pub fn new(model: &DecoderLm, batch: i64, capacity: i64) -> Result<Self> {
+        if batch < 1 || capacity < 1 {
+            return Err(Error::Invalid(format!(
+                "KV cache needs batch >= 1 and capacity >= 1, got {batch} and {capacity}"
+            )));
+        }
+        let c = &model.config;
+        let opts = (model.kind(), model.device());
+        let shape = [batch, c.num_key_value_heads, capacity, c.head_dim];
+        let n = c.num_hidden_layers as usize;
+        Ok(KvCache {
+            keys: (0..n)
+                .map(|_| Tensor::f_zeros(shape, opts))
+                .collect::<Result<_, _>>()?,
+            values: (0..n)
+                .map(|_| Tensor::f_zeros(shape, opts))
+                .collect::<Result<_, _>>()?,
+            key_mask: Tensor::f_zeros([batch, capacity], (Kind::Bool, model.device()))?,
+            next_pos: Tensor::f_zeros([batch], (Kind::Int64, model.device()))?,
+            len: 0,
+            capacity,
+            batch,
+        })
+    }
+
+    /// Slots filled so far (prompt and generated tokens, pads included).
+    pub fn len(&self) -> i64 {
+        self.len
+    }
+
+    /// True before the first forward.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Slots available in all.
+    pub fn capacity(&self) -> i64 {
+        self.capacity
+    }
+
+    /// Rows of the batch.
+    pub fn batch_size(&self) -> i64 {
+        self.batch
+    }
+
+    /// Empties the cache for reuse with a new batch of the same size.
+    pub fn reset(&mut self) {
+        self.len = 0;
+        let _ = self.key_mask.zero_();
+        let _ = self.next_pos.zero_();
+    }
+}
+
+/// `x.linear(w, b)` for a `(weight, bias)` pair.
+fn lin(x: &Tensor, (w, b): &(Tensor, Option<Tensor>)) -> Tensor {
+    x.linear(w, b.as_ref())
+}
+
+fn rotate_half(x: &Tensor) -> Tensor {
+    let half = x.size()[3] / 2;
+    let x1 = x.narrow(3, 0, half);
+    let x2 = x.narrow(3, half, half);
+    Tensor::cat(&[x2.neg(), x1], 3)
+}
+
+impl DecoderLm {
+    /// Creates the variables of `config` in a new store on `device` (f32), filled by `init`
+    /// (norm weights: ones, or zeros for Gemma's `1 + w`).
+    fn build(config: DecoderConfig, device: Device, init: Init) -> Result<Self> {
+        let vs = nn::VarStore::new(device);
+        let c = &config;
+        let (h, d, i) = (c.hidden_size, c.head_dim, c.intermediate_size);
+        let norm_init = if c.arch == Arch::Gemma {
+            Init::Const(0.0)
+        } else {
+            Init::Const(1.0)
+        };
+        let root = vs.root();
+        let model = &root / "model";
+        let embed = (&model / "embed_tokens").var("weight", &[c.vocab_size, h], init);
+        let proj = |p: nn::Path, out: i64, inp: i64, bias: bool| {
+            let w = p.var("weight", &[out, inp], init);
+            let b = bias.then(|| p.var("bias", &[out], Init::Const(0.0)));
+            (w, b)
+        };
+        let mut layers = Vec::with_capacity(c.num_hidden_layers as usize);
+        for l in 0..c.num_hidden_layers {
+            let p = &model / "layers" / l;
+            let attn = &p / "self_attn";
+            let mlp = &p / "mlp";
+            layers.push(Layer {
+                input_norm: (&p / "input_layernorm").var("weight", &[h], norm_init),
+                q: proj(&attn / "q_proj", c.num_attention_heads * d, h, c.qkv_bias),
+                k: proj(&attn / "k_proj", c.num_key_value_heads * d, h, c.qkv_bias),
+                v: proj(&attn / "v_proj", c.num_key_value_heads * d, h, c.qkv_bias),
+                o: proj(&attn / "o_proj", h, c.num_attention_heads * d, c.o_bias),
+                post_norm: (&p / "post_attention_layernorm").var("weight", &[h], norm_init),
+                gate: proj(&mlp / "gate_proj", i, h, c.mlp_bias),
+                up: proj(&mlp / "up_proj", i, h, c.mlp_bias),
+                down: proj(&mlp / "down_proj", h, i, c.mlp_bias),
+            });
+        }
+        let norm = (&model / "norm").var("weight", &[h], norm_init);
+        let lm_head = if c.tie_word_embeddings {
+            embed.shallow_clone()
+        } else {
+            (&root / "lm_head").var("weight", &[c.vocab_size, h], init)
+        };
+        let inv: Vec<f32> = (0..d / 2)
+            .map(|j| {
+                let f = 1.0 / c.rope_theta.powf((2 * j) as f64 / d as f64);
+                c.rope_scaling.map_or(f, |s| s.scale(f)) as f32
+            })
+            .collect();
+        let inv_freq = Tensor::f_from_slice(&inv)?.to_device(device);
+        drop(root);
+        Ok(DecoderLm {
+            config,
+            vs,
+            embed,
+            layers,
+            norm,
+            lm_head,
+            inv_freq,
+        })
+    }
+
+    /// A model with random weights (normal, std 0.02) drawn from `seed`, in f32; for tests
+    /// and benchmarks.
+    pub fn random(config: DecoderConfig, device: Device, seed: i64) -> Result<Self> {
+        tch::manual_seed(seed);
+        Self::build(
+            config,
+            device,
+            Init::Randn {
+                mean: 0.0,
+                stdev: 0.02,
+            },
+        )
+    }
+
+    /// Loads the weights of `config` from `store` onto `device` in `kind` (f32, bf16 or f16).
+    /// Missing or misshapen tensors are errors naming them; tensors left over are logged.
+    pub fn load(
+        config: DecoderConfig,
+        store: &mut WeightStore,
+        device: Device,
+        kind: Kind,
+    ) -> Result<Self> {
+        let model = Self::build(config, device, Init::Const(0.0))?;
+        let mut vars: Vec<(String, Tensor)> = model.vs.variables().into_iter().collect();
+        vars.sort_by(|a, b| a.0.cmp(&b.0));
+        tch::no_grad(|| -> Result<()> {
+            for (name, mut var) in vars {
+                let t = store.take(&name, &var.size())?;
+                var.f_copy_(&t)?;
+            }
+            Ok(())
+        })?;
+        let unused: Vec<String> = store
+            .unused()
+            .into_iter()
+            .filter(|n| !n.ends_with("rotary_emb.inv_freq"))
+            .filter(|n| !(model.config.tie_word_embeddings && n == "lm_head.weight"))
+            .collect();
+        if !unused.is_empty() {
+            tracing::warn!(
+                origin = store.origin(),
+                ?unused,
+                "tensors not used by the model"
+            );
+        }
+        let mut model = model;
+        if kind != Kind::Float {
+            model.vs.set_kind(kind);
+        }
+        Ok(model)
+    }
+
+    /// The config.
+    pub fn config(&self) -> &DecoderConfig {
+        &self.config
+    }
+
+    /// Where the weights are.
+    pub fn device(&self) -> Device {
+        self.embed.device()
+    }
+
+    /// The floating-point kind of the weights and activations.
+    pub fn kind(&self) -> Kind {
+        self.embed.kind()
+    }
+
+    /// The variables (trainable, under Hugging Face names); `save` writes safetensors.
+    pub fn var_store(&self) -> &nn::VarStore {
+        &self.vs
+    }
+
+    /// The variables, mutably (to freeze, change kind, or load a checkpoint).
+    pub fn var_store_mut(&mut self) -> &mut nn::VarStore {
+        &mut self.vs
+    }
+
+    fn check_ids(&self, ids: &Tensor, mask: Option<&Tensor>) -> Result<(i64, i64)> {
+        let size = ids.size();
+        let [b, t] = size[..] else {
+            return Err(Error::Invalid(format!(
+                "token ids must be [batch, seq], got shape {size:?}"
+            )));
+        };
+        if ids.kind() != Kind::Int64 || b < 1 || t < 1 {
+            return Err(Error::Invalid(format!(
+                "token ids must be a non-empty Int64 [batch, seq] tensor, got {:?} {size:?}",
+                ids.kind()
+            )));
+        }
+        if let Some(m) = mask {
+            if m.size() != size {
+                return Err(Error::Invalid(format!(
+                    "mask shape {:?} differs from ids shape {size:?}",
+                    m.size()
+                )));
+            }
+        }
+        Ok((b, t))
+    }
+
+    fn rms_norm(&self, x: &Tensor, w: &Tensor) -> Tensor {
+        let xf = x.to_kind(Kind::Float);
+        let var = xf.pow_tensor_scalar(2).mean_dim(-1, true, Kind::Float);
+        let normed = &xf * (var + self.config.rms_norm_eps).rsqrt();
+        match self.config.arch {
+            Arch::Gemma => (normed * (w.to_kind(Kind::Float) + 1.0)).to_kind(x.kind()),
+            _ => normed.to_kind(x.kind()) * w,
+        }
+    }
+
+    /// `(cos, sin)` of shape `[B, 1, T, head_dim]` in the model kind for `positions` `[B, T]`.
+    fn rope(&self, positions: &Tensor) -> (Tensor, Tensor) {
+        let freqs = positions.to_kind(Kind::Float).unsqueeze(-1) * &self.inv_freq;
+        let emb = Tensor::cat(&[&freqs, &freqs], -1).unsqueeze(1);
+        (
+            emb.cos().to_kind(self.kind()),
+            emb.sin().to_kind(self.kind()),
+        )
+    }
+
+    /// Final-normed hidden states `[B, T, H]`. `allowed` is the `[B, 1, T, S]` bool attention
+    /// mask (`None`: plain causal, no cache).
+    // `x = x + y` on purpose: an in-place add would overwrite tensors autograd saved.
+    #[allow(clippy::assign_op_pattern)]
+    fn hidden(
+        &self,
+        ids: &Tensor,
+        positions: &Tensor,
+        allowed: Option<&Tensor>,
+        mut cache: Option<&mut KvCache>,
+    ) -> Tensor {
+        let c = &self.config;
+        let (b, t) = (ids.size()[0], ids.size()[1]);
+        let (nh, nkv, d) = (c.num_attention_heads, c.num_key_value_heads, c.head_dim);
+        let mut x = Tensor::embedding(&self.embed, ids, -1, false, false);
+        if c.arch == Arch::Gemma {
+            let scale =
+                Tensor::scalar_tensor((c.hidden_size as f64).sqrt(), (x.kind(), x.device()));
+            x = x * scale;
+        }
+        let (cos, sin) = self.rope(positions);
+        let offset = cache.as_ref().map_or(0, |c| c.len);
+        let scale = 1.0 / (d as f64).sqrt();
+        for (l, layer) in self.layers.iter().enumerate() {
+            let h = self.rms_norm(&x, &layer.input_norm);
+            let q = lin(&h, &layer.q).view([b, t, nh, d]).transpose(1, 2);
+            let k = lin(&h, &layer.k).view([b, t, nkv, d]).transpose(1, 2);
+            let v = lin(&h, &layer.v).view([b, t, nkv, d]).transpose(1, 2);
+            let q = &q * &cos + rotate_half(&q) * &sin;
+            let k = &k * &cos + rotate_half(&k) * &sin;
+            let (k, v) = match cache.as_deref_mut() {
+                Some(cache) => {
+                    let total = offset + t;
+                    cache.keys[l].narrow(2, offset, t).copy_(&k);
+                    cache.values[l].narrow(2, offset, t).copy_(&v);
+                    (
+                        cache.keys[l].narrow(2, 0, total),
+                        cache.values[l].narrow(2, 0, total),
+                    )
+                }
+                None => (k, v),
+            };
+            let attn = Tensor::scaled_dot_product_attention(
+                &q,
+                &k,
+                &v,
+                allowed,
+                0.0,
+                allowed.is_none(),
+                scale,
+                nh != nkv,
+            );
+            let attn = attn.transpose(1, 2).reshape([b, t, nh * d]);
+            x = x + lin(&attn, &layer.o);
+            let h = self.rms_norm(&x, &layer.post_norm);
+            let g = lin(&h, &layer.gate);
+            let g = match c.hidden_act {
+                Activation::Silu => g.silu(),
+                Activation::GeluTanh => g.gelu("tanh"),
+                Activation::Gelu => g.gelu("none"),
+            };
+            x = x + lin(&(g * lin(&h, &layer.up)), &layer.down);
+        }
+        self.rms_norm(&x, &self.norm)
+    }
+
+    /// Position ids `[B, T]` of a padded batch: the index among the row's real tokens.
+    fn positions(mask: &Tensor) -> Tensor {
+        (mask.to_kind(Kind::Int64).cumsum(1, Kind::Int64) - 1).clamp_min(0)
+    }
+
+    /// The `[B, 1, T, T]` mask of a padded batch: causal, real keys only, and each position
+    /// always sees itself (so pad rows stay finite).
+    fn padded_mask(mask: &Tensor) -> Tensor {
+        let t = mask.size()[1];
+        let dev = mask.device();
+        let idx = Tensor::arange(t, (Kind::Int64, dev));
+        let causal = idx.unsqueeze(0).le_tensor(&idx.unsqueeze(1));
+        let diag = idx.unsqueeze(0).eq_tensor(&idx.unsqueeze(1));
+        let keys = mask.to_kind(Kind::Bool).unsqueeze(1).unsqueeze(1);
+        keys.logical_and(&causal).logical_or(&diag)
+    }
+
+    /// Hidden states `[B, T, H]` after the final norm, for ids `[B, T]` and an optional padding
+    /// mask `[B, T]` (1 = token, 0 = pad; left or right padding).
+    pub fn hidden_states(&self, ids: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+        let (b, t) = self.check_ids(ids, mask)?;
+        let (lo, hi) = (ids.min().int64_value(&[]), ids.max().int64_value(&[]));
+        if lo < 0 || hi >= self.config.vocab_size {
+            return Err(Error::Invalid(format!(
+                "token ids range over [{lo}, {hi}], outside the vocabulary of {}",
+                self.config.vocab_size
+            )));
+        }
+        let ids = &ids.to_device(self.device());
+        Ok(match mask {
+            Some(m) => {
+                let m = m.to_device(self.device());
+                self.hidden(
+                    ids,
+                    &Self::positions(&m),
+                    Some(&Self::padded_mask(&m)),
+                    None,
+                )
+            }
+            None => {
+                let pos = Tensor::arange(t, (Kind::Int64, self.device()))
+                    .unsqueeze(0)
+                    .expand([b, t], false);
+                self.hidden(ids, &pos, None, None)
+            }
+        })
+    }
+
+    /// Logits `[B, T, V]` at every position (in the model kind).
+    pub fn forward(&self, ids: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+        Ok(self
+            .hidden_states(ids, mask)?
+            .linear(&self.lm_head, None::<&Tensor>))
+    }
+
+    /// Logits `[B, V]` at each row's last real token (the last 1 of `mask`, or `T - 1`).
+    pub fn last_logits(&self, ids: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+        let h = self.hidden_states(ids, mask)?;
+        let (b, t) = (h.size()[0], h.size()[1]);
+        let last = match mask {
+            Some(m) => {
+                let m = m.to_device(self.device()).to_kind(Kind::Int64);
+                (m * Tensor::arange(t, (Kind::Int64, self.device()))).argmax(1, false)
+            }
+            None => Tensor::full([b], t - 1, (Kind::Int64, self.device())),
+        };
+        let idx = last.view([b, 1, 1]).expand([b, 1, h.size()[2]], false);
+        Ok(h.gather(1, &idx, false)
+            .squeeze_dim(1)
+            .linear(&self.lm_head, None::<&Tensor>))
+    }
+
+    /// Runs `ids` `[B, T]` (mask: 1 = token, 0 = pad) after what `cache` holds, appends their
+    /// keys and values to it, and returns the hidden states `[B, T, H]`.
+    fn hidden_cached(
+        &self,
+        ids: &Tensor,
+        mask: Option<&Tensor>,
+        cache: &mut KvCache,
+    ) -> Result<Tensor> {
+        let (b, t) = self.check_ids(ids, mask)?;
+        let ids = &ids.to_device(self.device());
+        if b != cache.batch {
+            return Err(Error::Invalid(format!(
+                "batch of {b} rows for a KV cache of {}",
+                cache.batch
+            )));
+        }
+        if cache.len + t > cache.capacity {
+            return Err(Error::Invalid(format!(
+                "KV cache full: {} + {t} tokens exceed its capacity {}",
+                cache.len, cache.capacity
+            )));
+        }
+        let dev = self.device();
+        let m = match mask {
+            Some(m) => m.to_device(dev).to_kind(Kind::Bool),
+            None => Tensor::ones([b, t], (Kind::Bool, dev)),
+        };
+        let mi = m.to_kind(Kind::Int64);
+        let positions = (cache.next_pos.unsqueeze(1) + mi.cumsum(1, Kind::Int64) - 1).clamp_min(0);
+        let _ = cache
+            .next_pos
+            .g_add_(&mi.sum_dim_intlist(1, false, Kind::Int64));
+        let off = cache.len;
+        cache.key_mask.narrow(1, off, t).copy_(&m);
+        let total = off + t;
+        let keys = Tensor::arange(total, (Kind::Int64, dev)).unsqueeze(0);
+        let queries = Tensor::arange_start(off, total, (Kind::Int64, dev)).unsqueeze(1);
+        let causal = keys.le_tensor(&queries);
+        let diag = keys.eq_tensor(&queries);
+        let allowed = cache
+            .key_mask
+            .narrow(1, 0, total)
+            .unsqueeze(1)
+            .unsqueeze(1)
+            .logical_and(&causal)
+            .logical_or(&diag);
+        let h = self.hidden(ids, &positions, Some(&allowed), Some(cache));
+        cache.len = total;
+        Ok(h)
+    }
+
+    /// Like [`DecoderLm::forward`] but after the tokens in `cache`, which it extends: logits
+    /// `[B, T, V]` of the new tokens. Equal to a full forward over everything cached.
+    pub fn forward_cached(
+        &self,
+        ids: &Tensor,
+        mask: Option<&Tensor>,
+        cache: &mut KvCache,
+    ) -> Result<Tensor> {
+        Ok(self
+            .hidden_cached(ids, mask, cache)?
+            .linear(&self.lm_head, None::<&Tensor>))
+    }
+
+    /// Logits `[B, V]` of the last new position only (left-padded prompts, decoding steps).
+    pub fn last_logits_cached(
+        &self,
+        ids: &Tensor,
+        mask: Option<&Tensor>,
+        cache: &mut KvCache,
+    ) -> Result<Tensor> {
+        let h = self.hidden_cached(ids, mask, cache)?;
+        let t = h.size()[1];
+        Ok(h.select(1, t - 1).linear(&self.lm_head, None::<&Tensor>))
+    }
+
+    /// `log p(ids[:, t+1] | ids[:, ..=t])` for every `t`: `[B, T - 1]` f32, zero where the
+    /// target is a pad (`mask` 0). Computed `chunk` positions at a time from the hidden states,
+    /// so the full `[B, T, V]` f32 log-softmax never exists at once; differentiable.
+    pub fn token_logprobs(
+        &self,
+        ids: &Tensor,
+        mask: Option<&Tensor>,
+        chunk: i64,
+    ) -> Result<Tensor> {
+        let (b, t) = self.check_ids(ids, mask)?;
+        if t < 2 {
+            return Ok(Tensor::zeros([b, 0], (Kind::Float, self.device())));
+        }
+        let chunk = chunk.max(1);
+        let h = self.hidden_states(ids, mask)?;
+        let ids = ids.to_device(self.device());
+        let mut parts = Vec::new();
+        let mut start = 0;
+        while start < t - 1 {
+            let n = chunk.min(t - 1 - start);
+            let logits = h
+                .narrow(1, start, n)
+                .linear(&self.lm_head, None::<&Tensor>)
+                .to_kind(Kind::Float);
+            let target = ids.narrow(1, start + 1, n).unsqueeze(-1);
+            let picked = logits.gather(2, &target, false).squeeze_dim(-1);
+            parts.push(picked - logits.logsumexp([-1], false));
+            start += n;
+        }
+        let lp = Tensor::cat(&parts, 1);
+        Ok(match mask {
+            Some(m) => {
+                lp * m
+                    .to_device(self.device())
+                    .narrow(1, 1, t - 1)
+                    .to_kind(Kind::Float)
+            }
+            None => lp,
+        })
+    }
+}

@@ -1,0 +1,248 @@
+//! [`LoadedModel`]: a decoder with its tokenizer, chat template and special tokens, loaded
+//! from a Hugging Face folder, a GGUF file or a model id in the local hub cache.
+
+use std::path::{Path, PathBuf};
+
+use tch::{Device, Kind};
+use wst_core::{DType, SamplingParams};
+
+use crate::chat::{ChatMessage, ChatTemplate};
+use crate::config::DecoderConfig;
+use crate::decoder::DecoderLm;
+use crate::error::read_json;
+use crate::generate::{Generation, Generator};
+use crate::tokenizer::Tokenizer;
+use crate::weights::WeightStore;
+use crate::{hub, Error, Result};
+
+/// The tch kind for a config dtype: `Auto` is bf16 on CUDA and f32 on the CPU.
+pub fn dtype_kind(dtype: DType, device: Device) -> Kind {
+    match dtype {
+        DType::Auto if device.is_cuda() => Kind::BFloat16,
+        DType::Auto | DType::F32 => Kind::Float,
+        DType::Bf16 => Kind::BFloat16,
+        DType::F16 => Kind::Half,
+    }
+}
+
+/// A decoder ready to generate: weights, tokenizer, chat template, end and pad tokens.
+#[derive(Debug)]
+pub struct LoadedModel {
+    /// The network.
+    pub model: DecoderLm,
+    /// Its tokenizer.
+    pub tokenizer: Tokenizer,
+    /// Its chat template, when it has one.
+    pub chat_template: Option<ChatTemplate>,
+    /// Tokens that end generation (config, generation_config.json and tokenizer_config.json).
+    pub eos_token_ids: Vec<u32>,
+    /// Token used to pad batches.
+    pub pad_token_id: u32,
+    /// The spec it was loaded from (path or model id).
+    pub name: String,
+}
+
+impl LoadedModel {
+    /// Loads `spec`: a `.gguf` file, a folder in the Hugging Face layout, or a model id
+    /// (`org/name`) found in the local hub cache.
+    pub fn load(spec: &str, device: Device, kind: Kind) -> Result<Self> {
+        let path = Path::new(spec);
+        let mut m = if path.is_file() {
+            if path
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
+            {
+                Self::from_gguf(path, device, kind)?
+            } else if path.file_name().is_some_and(|n| n == "config.json") {
+                Self::from_dir(path.parent().unwrap_or(Path::new(".")), device, kind)?
+            } else {
+                return Err(Error::ModelNotFound {
+                    spec: format!("{spec} (a file, but neither .gguf nor config.json)"),
+                });
+            }
+        } else if path.is_dir() {
+            Self::from_dir(path, device, kind)?
+        } else if hub::is_hub_id(spec) {
+            Self::from_dir(&hub::resolve_model_dir(spec)?, device, kind)?
+        } else {
+            return Err(Error::ModelNotFound {
+                spec: spec.to_string(),
+            });
+        };
+        m.name = spec.to_string();
+        Ok(m)
+    }
+
+    /// Loads a folder with `config.json`, `tokenizer.json`, safetensors weights (single or
+    /// sharded) and optionally `tokenizer_config.json`, `chat_template.jinja` and
+    /// `generation_config.json`.
+    pub fn from_dir(dir: &Path, device: Device, kind: Kind) -> Result<Self> {
+        let config = DecoderConfig::from_file(&dir.join("config.json"))?;
+        let tokenizer = Tokenizer::from_file(&dir.join("tokenizer.json"))?;
+        let name = dir.display().to_string();
+        check_vocab(&name, &tokenizer, &config)?;
+        let chat_template = ChatTemplate::from_model_dir(dir)?;
+        let mut store = WeightStore::open(dir)?;
+        let model = DecoderLm::load(config, &mut store, device, kind)?;
+
+        let mut eos = model.config().eos_token_ids.clone();
+        let gen = dir.join("generation_config.json");
+        if gen.is_file() {
+            let v = read_json(&gen)?;
+            eos.extend(id_list(v.get("eos_token_id")));
+        }
+        let tok_config = dir.join("tokenizer_config.json");
+        let mut pad = model.config().pad_token_id;
+        if tok_config.is_file() {
+            let v = read_json(&tok_config)?;
+            let id = |key: &str| {
+                let t = v.get(key)?;
+                let text = t.as_str().or_else(|| t.get("content")?.as_str())?;
+                tokenizer.token_to_id(text)
+            };
+            eos.extend(id("eos_token"));
+            pad = pad.or_else(|| id("pad_token"));
+        }
+        Ok(Self::assemble(
+            model,
+            tokenizer,
+            chat_template,
+            eos,
+            pad,
+            name,
+        ))
+    }
+
+    /// Loads a GGUF file (dequantised to f32, then converted to `kind`).
+    pub fn from_gguf(path: &Path, device: Device, kind: Kind) -> Result<Self> {
+        let name = path.display().to_string();
+        let g = crate::gguf::load_gguf(path)?;
+        let config = DecoderConfig::from_json(&g.config, &format!("{name} (metadata)"))?;
+        let tokenizer = Tokenizer::from_json(&g.tokenizer_json, &name)?;
+        check_vocab(&name, &tokenizer, &config)?;
+        let token = |id: Option<u32>| id.and_then(|i| tokenizer.id_to_token(i));
+        let chat_template = match &g.chat_template {
+            Some(src) => Some(ChatTemplate::new(
+                src,
+                &format!("{name} (tokenizer.chat_template)"),
+                token(config.bos_token_id),
+                token(config.eos_token_ids.first().copied()),
+            )?),
+            None => None,
+        };
+        let mut store = WeightStore::from_tensors(g.tensors, name.clone());
+        let model = DecoderLm::load(config, &mut store, device, kind)?;
+        let eos = model.config().eos_token_ids.clone();
+        let pad = model.config().pad_token_id;
+        Ok(Self::assemble(
+            model,
+            tokenizer,
+            chat_template,
+            eos,
+            pad,
+            name,
+        ))
+    }
+
+    fn assemble(
+        model: DecoderLm,
+        tokenizer: Tokenizer,
+        chat_template: Option<ChatTemplate>,
+        mut eos: Vec<u32>,
+        pad: Option<u32>,
+        name: String,
+    ) -> Self {
+        let mut seen = std::collections::BTreeSet::new();
+        eos.retain(|id| seen.insert(*id));
+        let pad_token_id = pad.or_else(|| eos.first().copied()).unwrap_or(0);
+        LoadedModel {
+            model,
+            tokenizer,
+            chat_template,
+            eos_token_ids: eos,
+            pad_token_id,
+            name,
+        }
+    }
+
+    /// The decoder config.
+    pub fn config(&self) -> &DecoderConfig {
+        self.model.config()
+    }
+
+    /// The chat template, or [`Error::NoChatTemplate`].
+    pub fn template(&self) -> Result<&ChatTemplate> {
+        self.chat_template
+            .as_ref()
+            .ok_or_else(|| Error::NoChatTemplate {
+                model: self.name.clone(),
+            })
+    }
+
+    /// `messages` rendered by the chat template with the assistant prefix.
+    pub fn render_chat(&self, messages: &[ChatMessage]) -> Result<String> {
+        self.template()?.render(messages, true)
+    }
+
+    /// Token ids of `messages` rendered by the chat template (no extra special tokens, as
+    /// transformers' `apply_chat_template`).
+    pub fn encode_chat(&self, messages: &[ChatMessage]) -> Result<Vec<u32>> {
+        self.tokenizer.encode(&self.render_chat(messages)?, false)
+    }
+
+    /// A generator over this model with its end and pad tokens.
+    pub fn generator(&self) -> Generator<'_> {
+        Generator::new(
+            &self.model,
+            &self.tokenizer,
+            &self.eos_token_ids,
+            self.pad_token_id,
+        )
+    }
+
+    /// Samples a continuation of each prompt (token ids), batched.
+    pub fn generate(
+        &self,
+        prompts: &[Vec<u32>],
+        params: &SamplingParams,
+    ) -> Result<Vec<Generation>> {
+        self.generator().generate(prompts, params)
+    }
+}
+
+/// A token id or a list of them (`eos_token_id` of `generation_config.json`).
+fn id_list(v: Option<&serde_json::Value>) -> Vec<u32> {
+    let one = |x: &serde_json::Value| x.as_u64().and_then(|n| u32::try_from(n).ok());
+    match v {
+        Some(serde_json::Value::Array(xs)) => xs.iter().filter_map(one).collect(),
+        Some(x) => one(x).into_iter().collect(),
+        None => Vec::new(),
+    }
+}
+
+/// The tokenizer must not have more tokens than the embedding has rows.
+pub fn check_vocab(model: &str, tokenizer: &Tokenizer, config: &DecoderConfig) -> Result<()> {
+    let n = tokenizer.vocab_size();
+    if n as i64 > config.vocab_size {
+        return Err(Error::VocabMismatch {
+            model: model.to_string(),
+            tokenizer: n,
+            embedding: config.vocab_size as usize,
+        });
+    }
+    Ok(())
+}
+
+/// Finds the model folder or file a spec names, without loading it (for `--model` checks).
+pub fn resolve_spec(spec: &str) -> Result<PathBuf> {
+    let path = Path::new(spec);
+    if path.exists() {
+        Ok(path.to_path_buf())
+    } else if hub::is_hub_id(spec) {
+        hub::resolve_model_dir(spec)
+    } else {
+        Err(Error::ModelNotFound {
+            spec: spec.to_string(),
+        })
+    }
+}

@@ -1,0 +1,154 @@
+//! Properties of the decoder on small random models of each family.
+
+use super::*;
+use wst_models::{Arch, DecoderConfig, DecoderLm, KvCache, WeightStore};
+
+const ARCHS: [Arch; 3] = [Arch::Llama, Arch::Qwen2, Arch::Gemma];
+
+fn random_ids(b: i64, t: i64, vocab: i64, seed: i64) -> Tensor {
+    tch::manual_seed(seed);
+    Tensor::randint_low(3, vocab, [b, t], (Kind::Int64, Device::Cpu))
+}
+
+#[test]
+fn cached_decoding_equals_full_forward() -> TestResult {
+    for arch in ARCHS {
+        let m = DecoderLm::random(DecoderConfig::tiny(arch), Device::Cpu, 1)?;
+        let ids = random_ids(2, 11, 128, 2);
+        // Row 1 is left-padded by three.
+        let mask = Tensor::ones([2, 11], (Kind::Int64, Device::Cpu));
+        let _ = mask.get(1).narrow(0, 0, 3).fill_(0);
+        let full = m.forward(&ids, Some(&mask))?;
+
+        let mut cache = KvCache::new(&m, 2, 16)?;
+        let mut parts = vec![m.forward_cached(
+            &ids.narrow(1, 0, 6),
+            Some(&mask.narrow(1, 0, 6)),
+            &mut cache,
+        )?];
+        parts.push(m.forward_cached(&ids.narrow(1, 6, 2), None, &mut cache)?);
+        for t in 8..11 {
+            parts.push(m.forward_cached(&ids.narrow(1, t, 1), None, &mut cache)?);
+        }
+        assert_eq!(cache.len(), 11);
+        let cached = Tensor::cat(&parts, 1);
+        let d0 = max_abs_diff(&full.get(0), &cached.get(0));
+        let d1 = max_abs_diff(&full.get(1).narrow(0, 3, 8), &cached.get(1).narrow(0, 3, 8));
+        assert!(d0 < 1e-5 && d1 < 1e-5, "{arch:?}: cache vs full {d0} {d1}");
+
+        // The last-logits paths agree with the full forward.
+        let mut cache = KvCache::new(&m, 2, 11)?;
+        let last = m.last_logits_cached(&ids, Some(&mask), &mut cache)?;
+        assert!(max_abs_diff(&last, &full.select(1, 10)) < 1e-5);
+        assert!(max_abs_diff(&m.last_logits(&ids, Some(&mask))?, &full.select(1, 10)) < 1e-5);
+        // Out-of-vocabulary ids and a full cache are errors, not panics.
+        assert!(m.forward(&(&ids + 1000), None).is_err());
+        assert!(m.forward(&ids.to_kind(Kind::Float), None).is_err());
+        assert!(m
+            .forward_cached(&ids.narrow(1, 0, 1), None, &mut cache)
+            .is_err());
+    }
+    Ok(())
+}
+
+#[test]
+fn padded_rows_equal_rows_alone() -> TestResult {
+    for arch in ARCHS {
+        let m = DecoderLm::random(DecoderConfig::tiny(arch), Device::Cpu, 3)?;
+        let short = random_ids(1, 5, 128, 4);
+        let alone = m.forward(&short, None)?.get(0);
+        let pad = Tensor::zeros([1, 3], (Kind::Int64, Device::Cpu));
+        let ones = Tensor::ones([1, 5], (Kind::Int64, Device::Cpu));
+        // Left padding.
+        let left = m.forward(
+            &Tensor::cat(&[&pad, &short], 1),
+            Some(&Tensor::cat(&[&pad, &ones], 1)),
+        )?;
+        assert!(
+            max_abs_diff(&left.get(0).narrow(0, 3, 5), &alone) < 1e-5,
+            "{arch:?} left"
+        );
+        // Right padding.
+        let right = m.forward(
+            &Tensor::cat(&[&short, &pad], 1),
+            Some(&Tensor::cat(&[&ones, &pad], 1)),
+        )?;
+        assert!(
+            max_abs_diff(&right.get(0).narrow(0, 0, 5), &alone) < 1e-5,
+            "{arch:?} right"
+        );
+        assert!(
+            max_abs_diff(
+                &m.last_logits(
+                    &Tensor::cat(&[&short, &pad], 1),
+                    Some(&Tensor::cat(&[&ones, &pad], 1))
+                )?,
+                &alone.get(4).unsqueeze(0)
+            ) < 1e-5
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn token_logprobs_are_chunked_log_softmax_and_differentiable() -> TestResult {
+    let m = DecoderLm::random(DecoderConfig::tiny(Arch::Qwen2), Device::Cpu, 5)?;
+    let ids = random_ids(2, 9, 128, 6);
+    let mask = Tensor::ones([2, 9], (Kind::Int64, Device::Cpu));
+    let _ = mask.get(0).narrow(0, 7, 2).fill_(0);
+    let logits = m.forward(&ids, Some(&mask))?;
+    let want = logits
+        .narrow(1, 0, 8)
+        .log_softmax(-1, Kind::Float)
+        .gather(2, &ids.narrow(1, 1, 8).unsqueeze(-1), false)
+        .squeeze_dim(-1)
+        * mask.narrow(1, 1, 8).to_kind(Kind::Float);
+    for chunk in [1, 3, 8, 100] {
+        let lp = m.token_logprobs(&ids, Some(&mask), chunk)?;
+        assert_eq!(lp.size(), vec![2, 8]);
+        assert!(max_abs_diff(&lp, &want) < 1e-5, "chunk {chunk}");
+    }
+    let lp = m.token_logprobs(&ids, Some(&mask), 3)?;
+    lp.sum(Kind::Float).backward();
+    let vars = m.var_store().trainable_variables();
+    assert!(!vars.is_empty());
+    let with_grad = vars
+        .iter()
+        .filter(|v| v.grad().defined() && v.grad().abs().sum(Kind::Float).double_value(&[]) > 0.0)
+        .count();
+    assert!(
+        with_grad * 10 >= vars.len() * 9,
+        "{with_grad} of {} variables got gradients",
+        vars.len()
+    );
+    Ok(())
+}
+
+#[test]
+fn bf16_runs_close_to_f32_and_weights_round_trip_through_safetensors() -> TestResult {
+    for arch in ARCHS {
+        let config = DecoderConfig::tiny(arch);
+        let m = DecoderLm::random(config.clone(), Device::Cpu, 7)?;
+        let ids = random_ids(2, 6, 128, 8);
+        let f32_logits = m.forward(&ids, None)?;
+
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("model.safetensors");
+        m.var_store().save(&path)?;
+        let mut store = WeightStore::open(dir.path())?;
+        let loaded = DecoderLm::load(config.clone(), &mut store, Device::Cpu, Kind::Float)?;
+        assert!(store.unused().is_empty(), "{:?}", store.unused());
+        assert!(max_abs_diff(&loaded.forward(&ids, None)?, &f32_logits) < 1e-6);
+
+        let mut store = WeightStore::open(&path)?;
+        let bf = DecoderLm::load(config, &mut store, Device::Cpu, Kind::BFloat16)?;
+        assert_eq!(bf.kind(), Kind::BFloat16);
+        let out = bf.forward(&ids, None)?;
+        assert_eq!(out.kind(), Kind::BFloat16);
+        let d = max_abs_diff(&out, &f32_logits);
+        assert!(d < 0.05, "{arch:?}: bf16 vs f32 {d}");
+        let lp = bf.token_logprobs(&ids, None, 2)?;
+        assert_eq!(lp.kind(), Kind::Float);
+    }
+    Ok(())
+}

@@ -1,0 +1,133 @@
+//! Sampling on a random model with the tiny Qwen2 tokenizer.
+
+use super::*;
+use wst_core::{FinishReason, SamplingParams};
+use wst_models::{Arch, DecoderConfig, DecoderLm, Generator, Tokenizer};
+
+fn setup() -> (DecoderLm, Tokenizer) {
+    let mut config = DecoderConfig::tiny(Arch::Qwen2);
+    config.vocab_size = 512;
+    let model = DecoderLm::random(config, Device::Cpu, 11).unwrap();
+    let tok = Tokenizer::from_file(&vectors("tiny-qwen2").join("tokenizer.json")).unwrap();
+    (model, tok)
+}
+
+fn prompts(tok: &Tokenizer) -> Vec<Vec<u32>> {
+    [
+        "Natalia sold clips",
+        "A robe takes 2 bolts of blue fiber and half",
+        "Hi",
+    ]
+    .iter()
+    .map(|t| tok.encode(t, false).unwrap())
+    .collect()
+}
+
+#[test]
+fn logprobs_match_a_full_forward_and_seeds_reproduce() -> TestResult {
+    let (m, tok) = setup();
+    // No end token, so every row runs to the limit.
+    let g = Generator::new(&m, &tok, &[], 0);
+    let params = SamplingParams {
+        temperature: 1.0,
+        max_new_tokens: 10,
+        seed: Some(3),
+        ..SamplingParams::default()
+    };
+    let ps = prompts(&tok);
+    let out = g.generate(&ps, &params)?;
+    assert_eq!(out, g.generate(&ps, &params)?);
+    assert_eq!(out, g.clone().read_every(4).generate(&ps, &params)?);
+    for (p, o) in ps.iter().zip(&out) {
+        assert_eq!(o.token_ids.len(), 10);
+        assert_eq!(o.finish_reason, FinishReason::Length);
+        let all: Vec<u32> = p.iter().chain(&o.token_ids).copied().collect();
+        let lp = m.token_logprobs(&batch1(&all), None, 4)?;
+        let want = lp.get(0).narrow(0, p.len() as i64 - 1, 10);
+        let got = Tensor::from_slice(&o.logprobs);
+        assert!(
+            max_abs_diff(&got, &want) < 1e-4,
+            "sampled logprobs vs forward"
+        );
+    }
+    // top-k 1 is greedy.
+    let top1 = SamplingParams {
+        top_k: 1,
+        ..params.clone()
+    };
+    let greedy = SamplingParams::greedy(10);
+    let a: Vec<_> = g
+        .generate(&ps, &top1)?
+        .into_iter()
+        .map(|o| o.token_ids)
+        .collect();
+    let b: Vec<_> = g
+        .generate(&ps, &greedy)?
+        .into_iter()
+        .map(|o| o.token_ids)
+        .collect();
+    assert_eq!(a, b);
+    // Tiny top-p also keeps only the most likely token.
+    let top_p = SamplingParams {
+        top_p: 1e-6,
+        seed: Some(9),
+        ..params.clone()
+    };
+    let c: Vec<_> = g
+        .generate(&ps, &top_p)?
+        .into_iter()
+        .map(|o| o.token_ids)
+        .collect();
+    assert_eq!(c, b);
+    Ok(())
+}
+
+#[test]
+fn end_tokens_and_stop_strings_finish_rows() -> TestResult {
+    let (m, tok) = setup();
+    let ps = prompts(&tok);
+    let free = Generator::new(&m, &tok, &[], 0).generate(&ps, &SamplingParams::greedy(8))?;
+    // Make the third greedy token of row 0 an end token: row 0 stops there, the others go on.
+    let eos = free[0].token_ids[2];
+    let out = Generator::new(&m, &tok, &[eos], 0).generate(&ps, &SamplingParams::greedy(8))?;
+    let first = free[0].token_ids.iter().position(|&t| t == eos).unwrap();
+    assert_eq!(out[0].token_ids, free[0].token_ids[..=first].to_vec());
+    assert_eq!(out[0].finish_reason, FinishReason::Stop);
+    for (o, f) in out.iter().zip(&free).skip(1) {
+        let n = f
+            .token_ids
+            .iter()
+            .position(|&t| t == eos)
+            .map_or(8, |i| i + 1);
+        assert_eq!(o.token_ids, f.token_ids[..n].to_vec());
+    }
+    // Reading the ids back every few steps changes nothing.
+    for every in [3, 5, 100] {
+        let lazy = Generator::new(&m, &tok, &[eos], 0)
+            .read_every(every)
+            .generate(&ps, &SamplingParams::greedy(8))?;
+        assert_eq!(lazy, out, "read_every({every})");
+    }
+    // A stop string taken from the middle of row 1's text cuts it there.
+    let text = &free[1].text;
+    let chars: Vec<char> = text.chars().collect();
+    assert!(chars.len() >= 6, "{text:?}");
+    let stop: String = chars[3..5].iter().collect();
+    let params = SamplingParams {
+        stop: vec![stop.clone()],
+        ..SamplingParams::greedy(8)
+    };
+    let out = Generator::new(&m, &tok, &[], 0).generate(&ps, &params)?;
+    let cut = text.find(&stop).unwrap();
+    assert_eq!(out[1].text, text[..cut]);
+    assert_eq!(out[1].finish_reason, FinishReason::Stop);
+    assert!(out[1].token_ids.len() < 8 || text.len() == cut + stop.len());
+    // Bad input is an error.
+    let g = Generator::new(&m, &tok, &[], 0);
+    assert!(g.generate(&[vec![]], &SamplingParams::greedy(2)).is_err());
+    assert!(g
+        .generate(&[vec![9999]], &SamplingParams::greedy(2))
+        .is_err());
+    assert!(g.generate(&ps, &SamplingParams::greedy(0)).is_err());
+    Ok(())
+}
