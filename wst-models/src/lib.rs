@@ -4,6 +4,8 @@
 mod device;
 mod error;
 pub mod gguf;
+pub mod gpt2;
 
 pub use device::{cuda_device_count, select_device, torch_info};
 pub use error::{Error, Result};
+pub use gpt2::{GPT2ForSequenceClassification, Gpt2Config, Gpt2Error};
