@@ -6,6 +6,8 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
+mod cmd_score;
+
 /// Weak-to-Strong Transfer: train a small teacher to write instructions that make a larger
 /// student answer better.
 #[derive(Parser)]
@@ -28,6 +30,8 @@ enum Command {
     },
     /// Print the libtorch build wst runs on: CUDA devices, cuDNN, threads.
     Info,
+    /// Score a (prompt, response) pair with a GPT-2 reward model.
+    Score(cmd_score::ScoreArgs),
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -44,6 +48,7 @@ fn run(cli: Cli) -> Result<()> {
             println!("{}", wst_models::torch_info());
             Ok(())
         }
+        Command::Score(args) => cmd_score::run(args),
     }
 }
 

@@ -2,6 +2,8 @@
 
 use std::process::Command;
 
+mod score;
+
 fn wst() -> Command {
     Command::new(env!("CARGO_BIN_EXE_wst"))
 }
@@ -11,7 +13,7 @@ fn help_lists_the_subcommands() {
     let out = wst().arg("--help").output().unwrap();
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
-    for cmd in ["config", "info"] {
+    for cmd in ["config", "info", "score"] {
         assert!(text.contains(cmd), "{cmd} missing from:\n{text}");
     }
 }
