@@ -117,8 +117,8 @@ pub enum Gpt2Error {
 
     /// A local model folder lacks a file.
     #[error(
-        "{path} is missing (a GPT-2 reward-model folder needs config.json, tokenizer.json and \
-         model.safetensors)"
+        "{path} is missing (a GPT-2 reward-model folder needs config.json, model.safetensors and \
+         tokenizer.json, or vocab.json with merges.txt)"
     )]
     MissingFile {
         /// The absent file.
@@ -313,24 +313,25 @@ impl Activation {
     }
 }
 
-/// Resolves a model given as a local folder or a hub id to a folder holding `files`.
+/// Says which needed file a folder lacks, if any.
+type MissingFn = fn(&Path) -> Option<&'static str>;
+
+/// Resolves a model given as a local folder or a hub id to a folder where `missing` finds
+/// nothing absent.
 ///
 /// Private to this module until the shared hf-hub helper lands.
-fn resolve_model_dir(spec: &str, files: &[&str]) -> Result<PathBuf> {
+fn resolve_model_dir(spec: &str, missing: MissingFn) -> Result<PathBuf> {
     let path = Path::new(spec);
     if path.is_dir() {
-        for f in files {
-            let p = path.join(f);
-            if !p.is_file() {
-                return Err(Gpt2Error::MissingFile { path: p });
-            }
+        if let Some(f) = missing(path) {
+            return Err(Gpt2Error::MissingFile { path: path.join(f) });
         }
         return Ok(path.to_path_buf());
     }
     if !looks_like_hub_id(spec) || path.exists() {
         return Err(Gpt2Error::NotFound { spec: spec.into() });
     }
-    resolve_in_hub_cache(&hub_cache_dir(), spec, files)
+    resolve_in_hub_cache(&hub_cache_dir(), spec, missing)
 }
 
 /// `org/name`: two non-empty segments of `[A-Za-z0-9._-]`, not a relative path.
@@ -364,7 +365,7 @@ fn hub_cache_dir() -> PathBuf {
 
 /// The snapshot of `repo` in `cache` that holds every file: the one `refs/main` names first,
 /// then the others in name order.
-fn resolve_in_hub_cache(cache: &Path, repo: &str, files: &[&str]) -> Result<PathBuf> {
+fn resolve_in_hub_cache(cache: &Path, repo: &str, missing: MissingFn) -> Result<PathBuf> {
     let repo_dir = cache.join(format!("models--{}", repo.replace('/', "--")));
     let snapshots = repo_dir.join("snapshots");
     let mut candidates = Vec::new();
@@ -379,9 +380,9 @@ fn resolve_in_hub_cache(cache: &Path, repo: &str, files: &[&str]) -> Result<Path
         others.sort();
         candidates.extend(others);
     }
-    let mut first_missing = files.first().copied().unwrap_or("config.json");
+    let mut first_missing = missing(Path::new("")).unwrap_or("config.json");
     for dir in &candidates {
-        match files.iter().find(|f| !dir.join(f).is_file()) {
+        match missing(dir) {
             None => return Ok(dir.clone()),
             Some(f) if dir == &candidates[0] => first_missing = f,
             Some(_) => {}
@@ -394,8 +395,55 @@ fn resolve_in_hub_cache(cache: &Path, repo: &str, files: &[&str]) -> Result<Path
     })
 }
 
-/// The files a reward-model folder must hold.
-const MODEL_FILES: [&str; 3] = ["config.json", "tokenizer.json", "model.safetensors"];
+/// The first file a GPT-2 classifier folder lacks: `config.json`, `model.safetensors`, and
+/// `tokenizer.json` or else `vocab.json` with `merges.txt`.
+fn missing_model_file(dir: &Path) -> Option<&'static str> {
+    let absent = |f: &str| !dir.join(f).is_file();
+    ["config.json", "model.safetensors"]
+        .into_iter()
+        .find(|f| absent(f))
+        .or_else(|| {
+            if !absent("tokenizer.json") || !(absent("vocab.json") || absent("merges.txt")) {
+                None
+            } else {
+                Some("tokenizer.json")
+            }
+        })
+}
+
+/// The tokenizer of a model folder: `tokenizer.json`, or GPT-2's byte-level BPE built from
+/// `vocab.json` and `merges.txt` (with `<|endoftext|>` special) when that is absent.
+fn load_tokenizer(dir: &Path) -> Result<(Tokenizer, PathBuf)> {
+    let path = dir.join("tokenizer.json");
+    if path.is_file() {
+        let tok = Tokenizer::from_file(&path).map_err(|source| Gpt2Error::Tokenizer {
+            path: path.clone(),
+            source,
+        })?;
+        return Ok((tok, path));
+    }
+    let (vocab, merges) = (dir.join("vocab.json"), dir.join("merges.txt"));
+    let err = |source| Gpt2Error::Tokenizer {
+        path: vocab.clone(),
+        source,
+    };
+    let bpe = tokenizers::models::bpe::BPE::from_file(
+        &vocab.to_string_lossy(),
+        &merges.to_string_lossy(),
+    )
+    .build()
+    .map_err(err)?;
+    let byte_level = tokenizers::pre_tokenizers::byte_level::ByteLevel::new(false, true, true);
+    let mut tok = Tokenizer::new(bpe);
+    tok.with_pre_tokenizer(Some(byte_level))
+        .with_decoder(Some(byte_level))
+        .with_post_processor(Some(byte_level));
+    if tok.token_to_id("<|endoftext|>").is_some() {
+        tok.add_special_tokens([tokenizers::AddedToken::from("<|endoftext|>", true)])
+            .map_err(err)?;
+    }
+    Ok((tok, vocab))
+}
 
 /// Named tensors of one safetensors file, taken out one by one with their shapes checked.
 ///
@@ -619,24 +667,18 @@ impl GPT2ForSequenceClassification {
     /// id (`org/name`) found in the Hugging Face cache (`HF_HUB_CACHE`, `HUGGINGFACE_HUB_CACHE`,
     /// `HF_HOME/hub` or `~/.cache/huggingface/hub`), in `kind` (f32, bf16, f16) on `device`.
     pub fn load(path_or_id: &str, device: Device, kind: Kind) -> Result<Self> {
-        let dir = resolve_model_dir(path_or_id, &MODEL_FILES)?;
+        let dir = resolve_model_dir(path_or_id, missing_model_file)?;
         Self::from_dir(&dir, device, kind)
     }
 
-    /// Loads from a local folder holding `config.json`, `tokenizer.json` and `model.safetensors`.
+    /// Loads from a local folder holding `config.json`, `model.safetensors` and
+    /// `tokenizer.json` (or GPT-2's `vocab.json` and `merges.txt`).
     pub fn from_dir(dir: &Path, device: Device, kind: Kind) -> Result<Self> {
-        for f in MODEL_FILES {
-            if !dir.join(f).is_file() {
-                return Err(Gpt2Error::MissingFile { path: dir.join(f) });
-            }
+        if let Some(f) = missing_model_file(dir) {
+            return Err(Gpt2Error::MissingFile { path: dir.join(f) });
         }
         let config = Gpt2Config::from_file(&dir.join("config.json"))?;
-        let tok_path = dir.join("tokenizer.json");
-        let mut tokenizer =
-            Tokenizer::from_file(&tok_path).map_err(|source| Gpt2Error::Tokenizer {
-                path: tok_path.clone(),
-                source,
-            })?;
+        let (mut tokenizer, tok_path) = load_tokenizer(dir)?;
         tokenizer.with_padding(None);
         tokenizer
             .with_truncation(Some(TruncationParams {
@@ -885,20 +927,23 @@ mod tests {
         std::fs::write(repo.join("refs").join("main"), "abc123\n").unwrap();
         std::fs::write(snap.join("config.json"), "{}").unwrap();
 
-        let err = resolve_in_hub_cache(&base, "org/rm", &MODEL_FILES).unwrap_err();
+        let err = resolve_in_hub_cache(&base, "org/rm", missing_model_file).unwrap_err();
         let msg = err.to_string();
         assert!(
-            msg.contains("org/rm") && msg.contains("tokenizer.json") && msg.contains("local"),
+            msg.contains("org/rm") && msg.contains("model.safetensors") && msg.contains("local"),
             "{msg}"
         );
-        let err = resolve_in_hub_cache(&base, "other/rm", &MODEL_FILES).unwrap_err();
+        let err = resolve_in_hub_cache(&base, "other/rm", missing_model_file).unwrap_err();
         assert!(err.to_string().contains("other/rm"), "{err}");
 
-        for f in &MODEL_FILES[1..] {
+        std::fs::write(snap.join("model.safetensors"), "x").unwrap();
+        let err = resolve_in_hub_cache(&base, "org/rm", missing_model_file).unwrap_err();
+        assert!(err.to_string().contains("tokenizer.json"), "{err}");
+        for f in ["vocab.json", "merges.txt"] {
             std::fs::write(snap.join(f), "x").unwrap();
         }
         assert_eq!(
-            resolve_in_hub_cache(&base, "org/rm", &MODEL_FILES).unwrap(),
+            resolve_in_hub_cache(&base, "org/rm", missing_model_file).unwrap(),
             snap
         );
         std::fs::remove_dir_all(&base).unwrap();
@@ -906,7 +951,7 @@ mod tests {
 
     #[test]
     fn neither_folder_nor_id_is_refused() {
-        let e = resolve_model_dir("no-such-model-folder", &MODEL_FILES).unwrap_err();
+        let e = resolve_model_dir("no-such-model-folder", missing_model_file).unwrap_err();
         assert!(matches!(e, Gpt2Error::NotFound { .. }), "{e}");
     }
 }

@@ -258,3 +258,40 @@ fn missing_files_and_bad_ids_are_errors() {
         GPT2ForSequenceClassification::from_dir(dir.path(), Device::Cpu, Kind::Float).unwrap_err();
     assert!(e.to_string().contains("model.safetensors"), "{e}");
 }
+
+#[test]
+fn vocab_and_merges_stand_in_for_tokenizer_json() -> TestResult {
+    let dir = damaged_copy(|_| {});
+    std::fs::remove_file(dir.path().join("tokenizer.json"))?;
+    let e =
+        GPT2ForSequenceClassification::from_dir(dir.path(), Device::Cpu, Kind::Float).unwrap_err();
+    assert!(e.to_string().contains("tokenizer.json"), "{e}");
+
+    // vocab.json and merges.txt as GPT-2 repositories ship them, from the tokenizer.json.
+    let tok: Value =
+        serde_json::from_str(&std::fs::read_to_string(tiny_dir().join("tokenizer.json"))?)?;
+    std::fs::write(
+        dir.path().join("vocab.json"),
+        serde_json::to_string(&tok["model"]["vocab"])?,
+    )?;
+    let mut merges = String::from("#version: 0.2\n");
+    for m in tok["model"]["merges"].as_array().unwrap() {
+        let line = match m {
+            Value::String(s) => s.clone(),
+            Value::Array(p) => format!("{} {}", p[0].as_str().unwrap(), p[1].as_str().unwrap()),
+            other => panic!("merge {other}"),
+        };
+        merges.push_str(&line);
+        merges.push('\n');
+    }
+    std::fs::write(dir.path().join("merges.txt"), merges)?;
+
+    let m = GPT2ForSequenceClassification::from_dir(dir.path(), Device::Cpu, Kind::Float)?;
+    for (q, r, ids, score) in reference() {
+        assert_eq!(m.encode_pair(&q, &r)?, ids);
+        let got = m.score_pairs(&[(&q, &r)], 1)?[0] as f64;
+        assert!((got - score).abs() < 1e-4);
+    }
+    assert_eq!(m.encode_pair("a<|endoftext|>", "")?.last(), Some(&0));
+    Ok(())
+}
