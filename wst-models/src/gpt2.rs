@@ -892,6 +892,16 @@ impl GPT2ForSequenceClassification {
                 Gpt2Error::EmptyInput { index } => Gpt2Error::EmptyInput {
                     index: chunk[index],
                 },
+                Gpt2Error::TooLong { index, len, max } => Gpt2Error::TooLong {
+                    index: chunk[index],
+                    len,
+                    max,
+                },
+                Gpt2Error::BadTokenId { index, id, vocab } => Gpt2Error::BadTokenId {
+                    index: chunk[index],
+                    id,
+                    vocab,
+                },
                 other => other,
             })?;
             for (&i, v) in chunk.iter().zip(s) {
