@@ -295,3 +295,36 @@ fn vocab_and_merges_stand_in_for_tokenizer_json() -> TestResult {
     assert_eq!(m.encode_pair("a<|endoftext|>", "")?.last(), Some(&0));
     Ok(())
 }
+
+#[test]
+fn ragged_random_batches_equal_singles_and_trailing_pads_are_skipped() -> TestResult {
+    let m = load(Kind::Float);
+    // Deterministic pseudo-random ids of lengths 1..=40, some with pad ids (0) inside.
+    let mut state = 0x9e37_79b9_u64;
+    let mut next = || {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1);
+        (state >> 33) as i64
+    };
+    let batch: Vec<Vec<i64>> = (0..12)
+        .map(|_| {
+            let len = 1 + next() % 40;
+            (0..len).map(|_| next() % 512).collect()
+        })
+        .collect();
+    let together = m.score_ids(&batch)?;
+    for (ids, got) in batch.iter().zip(&together) {
+        let alone = m.score_ids(std::slice::from_ref(ids))?[0];
+        assert!(
+            (alone - got).abs() < 1e-5,
+            "len {}: {alone} vs {got}",
+            ids.len()
+        );
+    }
+    // The score is read at the last token that is not the pad id, as transformers does.
+    let a = m.score_ids(&[vec![5, 6, 0, 0]])?[0];
+    let b = m.score_ids(&[vec![5, 6]])?[0];
+    assert!((a - b).abs() < 1e-6, "{a} vs {b}");
+    Ok(())
+}
