@@ -11,6 +11,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
 mod cmd_generate;
+mod cmd_score;
 
 /// Weak-to-Strong Transfer: train a small teacher to write instructions that make a larger
 /// student answer better.
@@ -42,6 +43,8 @@ enum Command {
     Report(cmd_report::ReportArgs),
     /// Sample from a model (folder, .gguf file or cached hub id).
     Generate(cmd_generate::GenerateArgs),
+    /// Score a (prompt, response) pair with a GPT-2 reward model.
+    Score(cmd_score::ScoreArgs),
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -62,6 +65,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Data(args) => cmd_data::run(args),
         Command::Report(args) => cmd_report::run(args),
         Command::Generate(args) => cmd_generate::run(args),
+        Command::Score(args) => cmd_score::run(args),
     }
 }
 

@@ -6,6 +6,7 @@ use std::process::Command;
 
 mod data;
 mod generate;
+mod score;
 
 fn wst() -> Command {
     Command::new(env!("CARGO_BIN_EXE_wst"))
@@ -19,6 +20,7 @@ fn help_lists_the_subcommands() {
     for cmd in ["config", "info", "verify"] {
     for cmd in ["config", "info", "data", "report"] {
     for cmd in ["config", "info", "generate"] {
+    for cmd in ["config", "info", "score"] {
         assert!(text.contains(cmd), "{cmd} missing from:\n{text}");
     }
 }

@@ -21,6 +21,7 @@ mod loader;
 mod student;
 mod tokenizer;
 mod weights;
+pub mod gpt2;
 
 pub use chat::{ChatMessage, ChatTemplate};
 pub use config::{Activation, Arch, DecoderConfig, RopeScaling};
@@ -32,3 +33,5 @@ pub use loader::{check_vocab, dtype_kind, resolve_spec, LoadedModel};
 pub use student::LocalStudent;
 pub use tokenizer::Tokenizer;
 pub use weights::WeightStore;
+pub use error::{Error, Result};
+pub use gpt2::{GPT2ForSequenceClassification, Gpt2Config, Gpt2Error};

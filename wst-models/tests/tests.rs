@@ -2,3 +2,4 @@
 
 mod gguf;
 mod lm;
+mod gpt2;

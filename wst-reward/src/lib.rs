@@ -49,3 +49,9 @@ pub fn verify_answer(gold: &str, answer: &str) -> Verdict {
         extracted: Some(answer.to_string()),
     }
 }
+
+#[cfg(feature = "reward-model")]
+pub mod reward_model;
+
+#[cfg(feature = "reward-model")]
+pub use reward_model::{hh_rlhf_query, hh_rlhf_response, RewardModelError, RewardModelReward};
