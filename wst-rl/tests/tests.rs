@@ -1,0 +1,4 @@
+//! wst-rl integration tests (one binary: every test binary links libtorch).
+
+mod learning;
+mod support;
