@@ -64,9 +64,9 @@ pub struct TinyPolicy {
 }
 
 impl TinyPolicy {
-    /// Builds the policy with weights drawn from `config.seed`.
+    /// Builds the policy with weights drawn from `config.seed` (by its own generator, not
+    /// libtorch's global one, so policies built on concurrent threads are reproducible).
     pub fn new(config: &TinyConfig) -> Self {
-        tch::manual_seed(config.seed as i64);
         let vs = nn::VarStore::new(config.device);
         let root = vs.root();
         let vocab = FIRST_WORD + config.words.len() as i64;
@@ -93,6 +93,20 @@ impl TinyPolicy {
             .enumerate()
             .map(|(i, w)| (w.to_lowercase(), FIRST_WORD + i as i64))
             .collect();
+        let mut state = config.seed;
+        let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+        vars.sort_by(|a, b| a.0.cmp(&b.0));
+        tch::no_grad(|| {
+            for (_, mut v) in vars {
+                let size = v.size();
+                let fan_in = if size.len() == 2 { size[1] } else { size[0] };
+                let bound = 1.0 / (fan_in.max(1) as f64).sqrt();
+                let vals: Vec<f32> = (0..v.numel())
+                    .map(|_| ((2.0 * uniform(&mut state) - 1.0) * bound) as f32)
+                    .collect();
+                v.copy_(&Tensor::from_slice(&vals).view(size.as_slice()));
+            }
+        });
         TinyPolicy {
             emb,
             pos,
