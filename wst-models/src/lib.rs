@@ -4,6 +4,8 @@
 mod device;
 mod error;
 pub mod gguf;
+pub mod student_http;
 
 pub use device::{cuda_device_count, select_device, torch_info};
 pub use error::{Error, Result};
+pub use student_http::{Backoff, HttpStats, HttpStudent, HttpStudentError};
