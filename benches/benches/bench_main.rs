@@ -2,6 +2,8 @@
 
 use criterion::{criterion_group, criterion_main, Criterion};
 
+mod rl;
+
 mod core_bench {
     use criterion::Criterion;
     use std::hint::black_box;
@@ -23,6 +25,7 @@ mod core_bench {
 
 fn benches(c: &mut Criterion) {
     core_bench::templates(c);
+    rl::train_step(c);
 }
 
 criterion_group!(all, benches);

@@ -7,6 +7,8 @@ use std::collections::HashMap;
 use tch::{nn, nn::Module, Device, Kind, Tensor};
 use wst_core::{splitmix64, ChatPrompt, SamplingParams};
 
+#[cfg(test)]
+use crate::policy::completion_logprobs;
 use crate::policy::{Policy, PolicySample, TokenBatch};
 use crate::Result;
 
@@ -136,13 +138,20 @@ impl TinyPolicy {
     }
 
     fn forward(&self, ids: &Tensor, mask: &Tensor) -> Tensor {
+        self.head(&self.hidden(ids, mask))
+    }
+
+    fn head(&self, h: &Tensor) -> Tensor {
+        self.l2.forward(h) + &self.banned
+    }
+
+    fn hidden(&self, ids: &Tensor, mask: &Tensor) -> Tensor {
         let m = mask.to_kind(Kind::Float).unsqueeze(-1);
         let pos_ids = (mask.cumsum(1, Kind::Int64) - 1).clamp(0, self.max_positions - 1);
         let x = (self.emb.forward(ids) + self.pos.forward(&pos_ids)) * &m;
         let count = m.cumsum(1, Kind::Float).clamp_min(1.0);
         let ctx = x.cumsum(1, Kind::Float) / count;
-        let h = self.l1.forward(&Tensor::cat(&[&x, &ctx], -1)).tanh();
-        self.l2.forward(&h) + &self.banned
+        self.l1.forward(&Tensor::cat(&[&x, &ctx], -1)).tanh()
     }
 }
 
@@ -262,11 +271,11 @@ impl Policy for TinyPolicy {
                 .map(|(p, g)| (*p, g.as_slice()))
                 .collect();
             let batch = TokenBatch::new(&pairs, PAD, self.device())?;
-            let logits = self.forward(&batch.ids, &batch.attention_mask);
+            let h = self.hidden(&batch.ids, &batch.attention_mask);
             let cur = gen.iter().map(Vec::len).max().unwrap_or(0);
             let col = (batch.prompt_len + cur) as i64 - 1;
-            let last = logits
-                .select(1, col)
+            let last = self
+                .head(&h.select(1, col))
                 .to_kind(Kind::Float)
                 .to_device(Device::Cpu);
             let flat = Vec::<f32>::try_from(last.flatten(0, -1))?;
@@ -300,5 +309,63 @@ impl Policy for TinyPolicy {
 
     fn logits(&self, batch: &TokenBatch) -> Result<Tensor> {
         Ok(self.forward(&batch.ids, &batch.attention_mask))
+    }
+
+    fn token_logprobs(&self, batch: &TokenBatch) -> Result<Tensor> {
+        // The head only at the positions that predict completion tokens.
+        let h = self.hidden(&batch.ids, &batch.attention_mask).narrow(
+            1,
+            batch.prompt_len as i64 - 1,
+            batch.completion_len as i64,
+        );
+        Ok(self
+            .head(&h)
+            .log_softmax(-1, Kind::Float)
+            .gather(2, &batch.completion_ids().unsqueeze(-1), false)
+            .squeeze_dim(-1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_logprobs_match_the_full_logits_and_sampling_is_seeded() {
+        let mut p = TinyPolicy::new(&TinyConfig::new(&["a", "b", "c"], 4));
+        let prompt = p
+            .encode_prompt(&ChatPrompt {
+                system: None,
+                user: "a b".into(),
+            })
+            .unwrap();
+        let params = SamplingParams {
+            max_new_tokens: 5,
+            ..SamplingParams::default()
+        };
+        let s1 = p
+            .sample(std::slice::from_ref(&prompt), 3, &params, 9)
+            .unwrap();
+        let s2 = p
+            .sample(std::slice::from_ref(&prompt), 3, &params, 9)
+            .unwrap();
+        assert_eq!(s1, s2);
+        let pairs: Vec<(&[i64], &[i64])> = s1[0]
+            .iter()
+            .map(|s| (prompt.as_slice(), s.tokens.as_slice()))
+            .collect();
+        let b = TokenBatch::new(&pairs, PAD, Device::Cpu).unwrap();
+        let fast = p.token_logprobs(&b).unwrap();
+        let full = completion_logprobs(&p.logits(&b).unwrap(), &b);
+        let diff = ((fast - &full) * &b.completion_mask)
+            .abs()
+            .max()
+            .double_value(&[]);
+        assert!(diff < 1e-5, "{diff}");
+        // At temperature 1 the sampling log-probs are the model's.
+        let lp = Vec::<f32>::try_from(full.get(0)).unwrap();
+        for (j, &x) in s1[0][0].logprobs.iter().enumerate() {
+            assert!((x - lp[j]).abs() < 1e-4, "{x} vs {}", lp[j]);
+        }
     }
 }

@@ -53,3 +53,41 @@ fn tiny_teacher_learns_to_instruct_the_mock_student() {
         .join("checkpoints/step-00000040/model.safetensors")
         .exists());
 }
+
+#[test]
+fn kl_to_a_frozen_reference_starts_at_zero_and_grows() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(6, 11);
+    cfg.grpo.beta = 0.05;
+    let parts = Parts {
+        policy: Box::new(policy(11)),
+        reference: Some(Box::new(policy(11))),
+        student: Box::new(MockStudent::default()),
+        reward: Box::new(ExactReward),
+        prompts: Box::new(source(11)),
+        sink: Box::new(wst_core::NullSink),
+        baselines: Box::new(MemoryBaselines::default()),
+    };
+    let mut t = Trainer::new(cfg, parts, dir.path())
+        .unwrap()
+        .with_progress(false);
+    let m = t.run().unwrap().metrics;
+    assert_eq!(m[0].kl, 0.0, "the policy starts as its reference");
+    assert!(m[5].kl > 0.0 && m[5].kl.is_finite(), "{:?}", m[5]);
+    assert!(!t.policy().vars().is_empty());
+
+    // Without a reference, beta > 0 is refused.
+    let mut cfg = config(1, 11);
+    cfg.grpo.beta = 0.05;
+    let parts = Parts {
+        policy: Box::new(policy(11)),
+        reference: None,
+        student: Box::new(MockStudent::default()),
+        reward: Box::new(ExactReward),
+        prompts: Box::new(source(11)),
+        sink: Box::new(wst_core::NullSink),
+        baselines: Box::new(MemoryBaselines::default()),
+    };
+    let e = Trainer::new(cfg, parts, dir.path().join("b")).unwrap_err();
+    assert!(e.to_string().contains("reference"), "{e}");
+}
