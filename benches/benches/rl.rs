@@ -90,8 +90,8 @@ pub fn train_step(c: &mut Criterion) {
     let words = words();
     let refs: Vec<&str> = words.iter().map(String::as_str).collect();
     let mut tiny = TinyConfig::new(&refs, 1);
-    tiny.dim = 256;
-    tiny.hidden = 1024;
+    tiny.dim = 64;
+    tiny.hidden = 256;
     let mut sink = MemorySink::default();
     let mut baselines = MemoryBaselines::default();
     let queries: Vec<Query> = wst_benches::sample_queries(512);

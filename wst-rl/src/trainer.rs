@@ -118,7 +118,8 @@ impl<'a> Trainer<'a> {
     /// Continues the run in `run_dir` from its newest checkpoint: weights, optimiser state, step,
     /// data cursor and random streams are restored, leftovers of an interrupted write removed and
     /// metrics of steps after the checkpoint dropped. The configuration must equal the
-    /// checkpoint's, except `run.steps` (a run can be extended).
+    /// checkpoint's, except `run.steps` (a run can be extended), `run.output_dir`,
+    /// `run.save_every` and `run.keep_checkpoints`.
     pub fn resume(config: Config, parts: Parts<'a>, run_dir: impl Into<PathBuf>) -> Result<Self> {
         let run_dir = run_dir.into();
         check(&config, &parts)?;
@@ -131,12 +132,17 @@ impl<'a> Trainer<'a> {
         let saved_text = std::fs::read_to_string(&saved_path)
             .map_err(|e| Error::io("cannot read", &saved_path, e))?;
         let mut saved = Config::from_toml_str(&saved_text, &saved_path.display().to_string())?;
+        // What may change on resume: how long, where, and how often to save.
         saved.run.steps = config.run.steps;
+        saved.run.output_dir = config.run.output_dir.clone();
+        saved.run.save_every = config.run.save_every;
+        saved.run.keep_checkpoints = config.run.keep_checkpoints;
         if saved != config {
             return Err(Error::Checkpoint {
                 path: dir.clone(),
                 reason: "the configuration differs from the one the checkpoint was trained with \
-                         (only run.steps may change on resume)"
+                         (only run.steps, run.output_dir, run.save_every and \
+                         run.keep_checkpoints may change on resume)"
                     .into(),
             });
         }

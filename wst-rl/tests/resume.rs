@@ -136,4 +136,19 @@ fn sigkill_resume_is_exact() {
     assert_eq!(steps, (0..STEPS).collect::<Vec<_>>());
     let text = std::fs::read_to_string(killed.path().join(METRICS_FILE)).unwrap();
     assert!(text.is_empty() || text.ends_with('\n'));
+
+    // A resume with a different optimiser setting is refused.
+    let mut cfg = resume_config();
+    cfg.grpo.lr *= 2.0;
+    let parts = Parts {
+        policy: Box::new(policy(3)),
+        reference: None,
+        student: Box::new(MockStudent::default()),
+        reward: Box::new(ExactReward),
+        prompts: Box::new(source(3)),
+        sink: Box::new(NullSink),
+        baselines: Box::new(MemoryBaselines::default()),
+    };
+    let e = Trainer::resume(cfg, parts, killed.path()).unwrap_err();
+    assert!(e.to_string().contains("configuration differs"), "{e}");
 }
