@@ -7,9 +7,9 @@
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use wst_core::{
-    splitmix64, stable_hash, BaselineKey, BaselineStore, BaselineValue, PromptTemplates, Query,
-    Reward, RewardComponents, RewardInput, RewardWeights, RolloutRecord, SamplingParams, Student,
-    StudentReply, StudentRequest,
+    splitmix64, stable_hash, BaselineKey, BaselineStore, BaselineValue, Config, PromptSource,
+    PromptTemplates, Query, Reward, RewardComponents, RewardInput, RewardWeights, RolloutRecord,
+    SamplingParams, Student, StudentReply, StudentRequest,
 };
 
 use crate::metrics::contains_answer;
@@ -144,6 +144,21 @@ fn check_replies(replies: &[Vec<StudentReply>], requests: usize, k: usize) -> Re
 }
 
 impl Collector {
+    /// The collector of a run configuration (templates compiled, weights validated).
+    pub fn from_config(config: &Config) -> Result<Self> {
+        Ok(Collector {
+            templates: PromptTemplates::new(config.templates.resolve())?,
+            weights: config.reward_weights()?,
+            teacher_sampling: config.teacher.sampling.clone(),
+            student_sampling: config.student.sampling.clone(),
+            group_size: config.grpo.group_size,
+            samples: config.student.samples,
+            baseline_samples: config.student.baseline_samples,
+            run_id: config.run.name.clone(),
+            seed: config.run.seed,
+        })
+    }
+
     /// The baseline cache key of a query.
     pub fn baseline_key(&self, student_id: &str, dataset: &str, query: &Query) -> BaselineKey {
         BaselineKey {
@@ -382,4 +397,52 @@ pub fn answer_share(records: &[RolloutRecord], queries: &[Query], group: usize) 
     } else {
         hit as f64 / n as f64
     }
+}
+
+/// What [`compute_baselines`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BaselineReport {
+    /// `(query id, s_i)` for every query visited, in order.
+    pub values: Vec<(String, f64)>,
+    /// Baselines computed (the rest came from the store).
+    pub computed: usize,
+    /// Seconds in the student.
+    pub t_student: f64,
+    /// Seconds in the reward.
+    pub t_reward: f64,
+}
+
+/// Computes and caches the student baselines `s_i` of the first `limit` queries of `prompts` (all
+/// of them when `limit` is `None` and the source knows its length), `chunk` queries per student
+/// call (`wst baseline`). Queries already in `store` are not asked again.
+pub fn compute_baselines(
+    config: &Config,
+    student: &mut dyn Student,
+    reward: &mut dyn Reward,
+    prompts: &mut dyn PromptSource,
+    store: &mut dyn BaselineStore,
+    limit: Option<usize>,
+    chunk: usize,
+) -> Result<BaselineReport> {
+    let collector = Collector::from_config(config)?;
+    let total = limit.or(prompts.len()).ok_or_else(|| {
+        Error::Config("the prompt source has no known length: give a limit".into())
+    })?;
+    let dataset = prompts.dataset_id();
+    let mut stats = CollectStats::default();
+    let mut values = Vec::with_capacity(total);
+    let mut left = total;
+    while left > 0 {
+        let n = left.min(chunk.max(1));
+        let qs = prompts.next_batch(n)?;
+        let s = collector.baselines(student, reward, store, &dataset, &qs, &mut stats)?;
+        values.extend(qs.iter().map(|q| q.id.clone()).zip(s));
+        left -= n;
+    }
+    Ok(BaselineReport {
+        values,
+        computed: stats.baselines_computed,
+        t_student: stats.t_student,
+        t_reward: stats.t_reward,
+    })
 }

@@ -16,9 +16,7 @@ use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use tch::Tensor;
-use wst_core::{
-    BaselineStore, Config, PromptSource, PromptTemplates, Reward, RolloutSink, Student,
-};
+use wst_core::{BaselineStore, Config, PromptSource, Reward, RolloutSink, Student};
 
 use crate::adamw::{self, AdamW, AdamWConfig};
 use crate::advantage;
@@ -175,17 +173,7 @@ impl<'a> Trainer<'a> {
                 let _ = t.requires_grad_(false);
             }
         }
-        let collector = Collector {
-            templates: PromptTemplates::new(config.templates.resolve())?,
-            weights: config.reward_weights()?,
-            teacher_sampling: config.teacher.sampling.clone(),
-            student_sampling: config.student.sampling.clone(),
-            group_size: g.group_size,
-            samples: config.student.samples,
-            baseline_samples: config.student.baseline_samples,
-            run_id: config.run.name.clone(),
-            seed: config.run.seed,
-        };
+        let collector = Collector::from_config(&config)?;
         Ok(Trainer {
             loss: LossParams::from_config(g),
             config,

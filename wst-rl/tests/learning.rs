@@ -91,3 +91,40 @@ fn kl_to_a_frozen_reference_starts_at_zero_and_grows() {
     let e = Trainer::new(cfg, parts, dir.path().join("b")).unwrap_err();
     assert!(e.to_string().contains("reference"), "{e}");
 }
+
+#[test]
+fn baselines_are_computed_once_and_cached() {
+    let cfg = config(1, 2);
+    let mut student = MockStudent::default();
+    let mut store = MemoryBaselines::default();
+    let mut src = source(2);
+    let r = wst_rl::collect::compute_baselines(
+        &cfg,
+        &mut student,
+        &mut ExactReward,
+        &mut src,
+        &mut store,
+        None,
+        8,
+    )
+    .unwrap();
+    assert_eq!(r.values.len(), 20);
+    assert_eq!(r.computed, 20);
+    assert_eq!(student.calls, 3); // 8 + 8 + 4
+    assert!(r.values.iter().all(|(_, s)| *s == 0.0)); // the mock student fails alone
+    let mut src = source(2);
+    let again = wst_rl::collect::compute_baselines(
+        &cfg,
+        &mut student,
+        &mut ExactReward,
+        &mut src,
+        &mut store,
+        Some(5),
+        8,
+    )
+    .unwrap();
+    assert_eq!(
+        (again.computed, again.values.len(), student.calls),
+        (0, 5, 3)
+    );
+}
