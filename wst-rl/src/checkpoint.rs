@@ -105,8 +105,12 @@ pub fn save(
     }
     if keep > 0 {
         let all = list(run_dir)?;
-        for (_, old) in all.iter().take(all.len().saturating_sub(keep)) {
-            fs::remove_dir_all(old).map_err(|e| Error::io("cannot remove", old, e))?;
+        for (step, old) in all.iter().take(all.len().saturating_sub(keep)) {
+            // Renamed first, so a crash mid-removal leaves a `.tmp-` folder, not half a
+            // checkpoint under a valid name.
+            let doomed = root.join(format!("{TMP_PREFIX}old-step-{step:08}"));
+            fs::rename(old, &doomed).map_err(|e| Error::io("cannot rename", old, e))?;
+            fs::remove_dir_all(&doomed).map_err(|e| Error::io("cannot remove", &doomed, e))?;
         }
     }
     Ok(final_dir)

@@ -104,19 +104,34 @@ fn sigkill_resume_is_exact() {
         .unwrap()
         .subsec_nanos() as u64;
     let mut kills = Vec::new();
+    let per_step = run_time / STEPS as u32;
     for _ in 0..3 {
+        let done = checkpoint::latest(killed.path())
+            .unwrap()
+            .map_or(0, |c| c.0);
+        // Kill at a random moment within a random step of the rest of the run: wait for the
+        // checkpoint of the step before it, then up to one step's time more.
+        let target = done + 1 + wst_core::splitmix64(&mut seed) % ((STEPS - done) / 2).max(1);
+        let extra = per_step.mul_f64((wst_core::splitmix64(&mut seed) % 1000) as f64 / 1000.0);
         let mut child = spawn(killed.path());
-        // A random moment between the child's start-up and (about) the end of its run.
-        let r = wst_core::splitmix64(&mut seed) % 1000;
-        let wait = Duration::from_millis(300) + run_time.mul_f64(r as f64 / 1000.0);
-        std::thread::sleep(wait);
+        let t = Instant::now();
+        while checkpoint::latest(killed.path())
+            .unwrap()
+            .map_or(0, |c| c.0)
+            < target
+            && child.try_wait().unwrap().is_none()
+            && t.elapsed() < Duration::from_secs(120)
+        {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        std::thread::sleep(extra);
         let finished = child.try_wait().unwrap().is_some();
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
         let at = checkpoint::latest(killed.path()).unwrap().map(|c| c.0);
-        kills.push((wait.as_millis(), finished, at));
+        kills.push((target, extra.as_millis(), finished, at));
     }
-    eprintln!("kills (ms after start, child had finished, newest checkpoint): {kills:?}");
+    eprintln!("kills (after checkpoint, + ms, child had finished, newest checkpoint): {kills:?}");
     let status = spawn(killed.path()).wait().unwrap();
     assert!(status.success(), "the resumed child failed");
 
