@@ -5,6 +5,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 mod verify;
 mod data;
 mod generate;
+mod rl;
 
 mod core_bench {
     use criterion::Criterion;
@@ -30,6 +31,7 @@ fn benches(c: &mut Criterion) {
     verify::verify(c);
     data::data(c);
     generate::generate(c);
+    rl::train_step(c);
 }
 
 criterion_group!(all, benches);

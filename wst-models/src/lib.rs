@@ -22,6 +22,7 @@ mod student;
 mod tokenizer;
 mod weights;
 pub mod gpt2;
+pub mod student_http;
 
 pub use chat::{ChatMessage, ChatTemplate};
 pub use config::{Activation, Arch, DecoderConfig, RopeScaling};
@@ -35,3 +36,4 @@ pub use tokenizer::Tokenizer;
 pub use weights::WeightStore;
 pub use error::{Error, Result};
 pub use gpt2::{GPT2ForSequenceClassification, Gpt2Config, Gpt2Error};
+pub use student_http::{Backoff, HttpStats, HttpStudent, HttpStudentError};

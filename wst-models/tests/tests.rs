@@ -3,3 +3,4 @@
 mod gguf;
 mod lm;
 mod gpt2;
+mod student_http;

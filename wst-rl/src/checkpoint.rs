@@ -1,0 +1,206 @@
+//! Checkpoints: a folder per saved step, written under a temporary name and renamed into place,
+//! so a crash at any instant leaves either the whole checkpoint or none of it.
+//!
+//! ```text
+//! RUN_DIR/checkpoints/step-00000010/
+//!     model.safetensors      teacher weights (every VarStore variable)
+//!     optimizer.safetensors  AdamW moments and step count
+//!     trainer.json           TrainerState: next step, data cursor, RNG seed/stream
+//!     config.toml            the configuration it was trained with
+//! ```
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// Folder of checkpoints inside a run directory.
+pub const CHECKPOINTS: &str = "checkpoints";
+/// Teacher weights inside a checkpoint.
+pub const MODEL_FILE: &str = "model.safetensors";
+/// Optimiser state inside a checkpoint.
+pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
+/// Trainer state inside a checkpoint.
+pub const STATE_FILE: &str = "trainer.json";
+/// Configuration inside a checkpoint.
+pub const CONFIG_FILE: &str = "config.toml";
+const TMP_PREFIX: &str = ".tmp-";
+
+/// What the trainer needs, besides weights and optimiser, to continue exactly.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainerState {
+    /// Steps completed (the next step to run).
+    pub step: u64,
+    /// [`wst_core::PromptSource::position`] after those steps.
+    pub data_position: u64,
+    /// Seed of the run's random streams.
+    pub rng_seed: u64,
+    /// Position of the random streams (every draw of step `s` is derived from `(seed, s)`).
+    pub rng_stream: u64,
+    /// Run identifier.
+    pub run_id: String,
+}
+
+/// Writes `bytes` to `path` atomically (temporary file in the same folder, fsync, rename).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!("{TMP_PREFIX}{name}.{}", std::process::id()));
+    let write = || -> std::io::Result<()> {
+        let mut f = fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)
+    };
+    write().map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        Error::io("cannot write", path, e)
+    })
+}
+
+fn sync_file(path: &Path) -> Result<()> {
+    fs::File::open(path)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| Error::io("cannot sync", path, e))
+}
+
+/// The folder of the checkpoint after `step` completed steps.
+pub fn step_dir(run_dir: &Path, step: u64) -> PathBuf {
+    run_dir.join(CHECKPOINTS).join(format!("step-{step:08}"))
+}
+
+/// Saves a checkpoint: `fill` writes the files into a fresh temporary folder, which is then
+/// renamed to `step-NNNNNNNN`. Keeps the newest `keep` checkpoints (0: all).
+pub fn save(
+    run_dir: &Path,
+    step: u64,
+    keep: usize,
+    fill: impl FnOnce(&Path) -> Result<()>,
+) -> Result<PathBuf> {
+    let root = run_dir.join(CHECKPOINTS);
+    fs::create_dir_all(&root).map_err(|e| Error::io("cannot create", &root, e))?;
+    let final_dir = step_dir(run_dir, step);
+    let tmp = root.join(format!("{TMP_PREFIX}step-{step:08}"));
+    if tmp.exists() {
+        fs::remove_dir_all(&tmp).map_err(|e| Error::io("cannot remove", &tmp, e))?;
+    }
+    fs::create_dir_all(&tmp).map_err(|e| Error::io("cannot create", &tmp, e))?;
+    fill(&tmp)?;
+    for entry in fs::read_dir(&tmp).map_err(|e| Error::io("cannot list", &tmp, e))? {
+        let entry = entry.map_err(|e| Error::io("cannot list", &tmp, e))?;
+        sync_file(&entry.path())?;
+    }
+    if final_dir.exists() {
+        fs::remove_dir_all(&final_dir).map_err(|e| Error::io("cannot remove", &final_dir, e))?;
+    }
+    fs::rename(&tmp, &final_dir).map_err(|e| Error::io("cannot rename", &tmp, e))?;
+    if let Ok(d) = fs::File::open(&root) {
+        let _ = d.sync_all();
+    }
+    if keep > 0 {
+        let all = list(run_dir)?;
+        for (step, old) in all.iter().take(all.len().saturating_sub(keep)) {
+            // Renamed first, so a crash mid-removal leaves a `.tmp-` folder, not half a
+            // checkpoint under a valid name.
+            let doomed = root.join(format!("{TMP_PREFIX}old-step-{step:08}"));
+            fs::rename(old, &doomed).map_err(|e| Error::io("cannot rename", old, e))?;
+            fs::remove_dir_all(&doomed).map_err(|e| Error::io("cannot remove", &doomed, e))?;
+        }
+    }
+    Ok(final_dir)
+}
+
+/// The checkpoints of a run, oldest first, as `(step, folder)`.
+pub fn list(run_dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
+    let root = run_dir.join(CHECKPOINTS);
+    if !root.exists() {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    for entry in fs::read_dir(&root).map_err(|e| Error::io("cannot list", &root, e))? {
+        let entry = entry.map_err(|e| Error::io("cannot list", &root, e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(step) = name
+            .strip_prefix("step-")
+            .and_then(|s| s.parse::<u64>().ok())
+        {
+            out.push((step, entry.path()));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The newest checkpoint of a run, if any.
+pub fn latest(run_dir: &Path) -> Result<Option<(u64, PathBuf)>> {
+    Ok(list(run_dir)?.pop())
+}
+
+/// Removes leftovers of interrupted writes (`.tmp-*` files and folders) in the run directory and
+/// its checkpoint folder. Returns how many were removed.
+pub fn clean_partial(run_dir: &Path) -> Result<usize> {
+    let mut n = 0;
+    for dir in [run_dir.to_path_buf(), run_dir.join(CHECKPOINTS)] {
+        let Ok(rd) = fs::read_dir(&dir) else { continue };
+        for entry in rd.flatten() {
+            if entry.file_name().to_string_lossy().starts_with(TMP_PREFIX) {
+                let p = entry.path();
+                let r = if p.is_dir() {
+                    fs::remove_dir_all(&p)
+                } else {
+                    fs::remove_file(&p)
+                };
+                r.map_err(|e| Error::io("cannot remove", &p, e))?;
+                n += 1;
+            }
+        }
+    }
+    Ok(n)
+}
+
+/// Reads `trainer.json` of a checkpoint.
+pub fn read_state(dir: &Path) -> Result<TrainerState> {
+    let p = dir.join(STATE_FILE);
+    let text = fs::read_to_string(&p).map_err(|e| Error::io("cannot read", &p, e))?;
+    serde_json::from_str(&text).map_err(|source| Error::Json { path: p, source })
+}
+
+/// Writes `trainer.json` into a checkpoint folder being filled.
+pub fn write_state(dir: &Path, state: &TrainerState) -> Result<()> {
+    let p = dir.join(STATE_FILE);
+    let text = serde_json::to_string_pretty(state).map_err(|source| Error::Json {
+        path: p.clone(),
+        source,
+    })?;
+    fs::write(&p, text).map_err(|e| Error::io("cannot write", &p, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn save_keeps_the_newest_and_cleans_partials() {
+        let dir = std::env::temp_dir().join(format!("wst-ckpt-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        for s in [1, 2, 3] {
+            save(&dir, s, 2, |d| {
+                fs::write(d.join("x"), s.to_string()).map_err(|e| Error::io("w", d, e))
+            })
+            .unwrap();
+        }
+        let steps: Vec<u64> = list(&dir).unwrap().into_iter().map(|(s, _)| s).collect();
+        assert_eq!(steps, vec![2, 3]);
+        fs::create_dir_all(dir.join(CHECKPOINTS).join(".tmp-step-00000004")).unwrap();
+        fs::write(dir.join(".tmp-metrics.jsonl.1"), "x").unwrap();
+        assert_eq!(clean_partial(&dir).unwrap(), 2);
+        assert_eq!(latest(&dir).unwrap().unwrap().0, 3);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,448 @@
+//! Rollout collection: teacher -> student -> reward. For each query the teacher samples `G`
+//! instructions; the student answers each `(query, instruction)` `K` times; each completed reply
+//! is scored and weighted into a scalar; `r_i = mean_k g - s_i`, with the student's baseline `s_i`
+//! taken from the [`BaselineStore`] or computed from `baseline_samples` replies without
+//! instruction. Failed replies are left out of every mean and counted.
+
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use wst_core::{
+    splitmix64, stable_hash, BaselineKey, BaselineStore, BaselineValue, Config, PromptSource,
+    PromptTemplates, Query, Reward, RewardComponents, RewardInput, RewardWeights, RolloutRecord,
+    SamplingParams, Student, StudentReply, StudentRequest,
+};
+
+use crate::metrics::contains_answer;
+use crate::policy::{Policy, PolicySample};
+use crate::{Error, Result};
+
+/// The seed of random stream `stream` at step `step` of a run seeded with `seed`. Every random
+/// draw of the trainer comes from such a seed, so the trainer's RNG state is just `(seed, step)`.
+pub fn derive_seed(seed: u64, step: u64, stream: u64) -> u64 {
+    let mut s = seed ^ 0x5EED_0000_0000_0000;
+    let a = splitmix64(&mut s);
+    let mut s = a ^ step.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let b = splitmix64(&mut s);
+    let mut s = b ^ stream.wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
+    splitmix64(&mut s)
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// What collection needs from the configuration.
+#[derive(Debug)]
+pub struct Collector {
+    /// Prompt templates (teacher prompt, student prompt).
+    pub templates: PromptTemplates,
+    /// Reward weights over components.
+    pub weights: RewardWeights,
+    /// Teacher sampling; `max_new_tokens` is the instruction cap.
+    pub teacher_sampling: SamplingParams,
+    /// Student sampling.
+    pub student_sampling: SamplingParams,
+    /// G.
+    pub group_size: usize,
+    /// K.
+    pub samples: usize,
+    /// Replies per baseline.
+    pub baseline_samples: usize,
+    /// Run identifier for rollout records.
+    pub run_id: String,
+    /// Run seed.
+    pub seed: u64,
+}
+
+/// Timings and counters of one collection.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CollectStats {
+    /// Seconds of teacher sampling (and prompt encoding).
+    pub t_teacher_gen: f64,
+    /// Seconds in the student.
+    pub t_student: f64,
+    /// Seconds in the reward.
+    pub t_reward: f64,
+    /// Teacher tokens generated.
+    pub teacher_tokens: usize,
+    /// Replies requested with instructions.
+    pub replies: usize,
+    /// Replies that failed.
+    pub failed_replies: usize,
+    /// Teacher samples with no completed reply.
+    pub failed_samples: usize,
+    /// Baselines computed (cache misses).
+    pub baselines_computed: usize,
+}
+
+/// One step's rollouts.
+#[derive(Debug)]
+pub struct Collected {
+    /// Teacher prompt token ids, one per query.
+    pub prompts: Vec<Vec<i64>>,
+    /// Teacher samples, `G` per query.
+    pub samples: Vec<Vec<PolicySample>>,
+    /// `r_i` per sample (`None`: every reply failed).
+    pub rewards: Vec<Vec<Option<f64>>>,
+    /// Rollout records in sample order (advantages still 0).
+    pub records: Vec<RolloutRecord>,
+    /// Timings and counters.
+    pub stats: CollectStats,
+}
+
+/// Scores completed replies and returns `(components, scalar)` per reply (`None` for failures).
+fn score(
+    reward: &mut dyn Reward,
+    weights: &RewardWeights,
+    items: &[(&Query, &StudentReply)],
+) -> Result<Vec<Option<(RewardComponents, f64)>>> {
+    let inputs: Vec<RewardInput<'_>> = items
+        .iter()
+        .filter_map(|(q, r)| r.as_text().map(|t| RewardInput { query: q, reply: t }))
+        .collect();
+    let comps = reward.score(&inputs)?;
+    if comps.len() != inputs.len() {
+        return Err(Error::Contract(format!(
+            "the reward returned {} scores for {} replies",
+            comps.len(),
+            inputs.len()
+        )));
+    }
+    let mut it = comps.into_iter();
+    items
+        .iter()
+        .map(|(_, r)| match r {
+            StudentReply::Failed(_) => Ok(None),
+            StudentReply::Completed(_) => {
+                let c = it
+                    .next()
+                    .ok_or_else(|| Error::Contract("reward count".into()))?;
+                let s = weights.combine(&c)?;
+                Ok(Some((c, s)))
+            }
+        })
+        .collect()
+}
+
+fn mean(xs: impl Iterator<Item = f64>) -> Option<f64> {
+    let (s, n) = xs.fold((0.0, 0usize), |(s, n), x| (s + x, n + 1));
+    (n > 0).then(|| s / n as f64)
+}
+
+fn check_replies(replies: &[Vec<StudentReply>], requests: usize, k: usize) -> Result<()> {
+    if replies.len() != requests || replies.iter().any(|r| r.len() != k) {
+        return Err(Error::Contract(format!(
+            "the student returned {} reply lists (sizes {:?}) for {requests} requests of k = {k}",
+            replies.len(),
+            replies.iter().map(Vec::len).collect::<Vec<_>>()
+        )));
+    }
+    Ok(())
+}
+
+impl Collector {
+    /// The collector of a run configuration (templates compiled, weights validated).
+    pub fn from_config(config: &Config) -> Result<Self> {
+        Ok(Collector {
+            templates: PromptTemplates::new(config.templates.resolve())?,
+            weights: config.reward_weights()?,
+            teacher_sampling: config.teacher.sampling.clone(),
+            student_sampling: config.student.sampling.clone(),
+            group_size: config.grpo.group_size,
+            samples: config.student.samples,
+            baseline_samples: config.student.baseline_samples,
+            run_id: config.run.name.clone(),
+            seed: config.run.seed,
+        })
+    }
+
+    /// The baseline cache key of a query.
+    pub fn baseline_key(&self, student_id: &str, dataset: &str, query: &Query) -> BaselineKey {
+        BaselineKey {
+            student_id: student_id.to_string(),
+            dataset: dataset.to_string(),
+            query_id: query.id.clone(),
+            template_hash: stable_hash(&[
+                &self.templates.student_hash(),
+                &serde_json::to_string(&self.weights).unwrap_or_default(),
+            ]),
+            sampling: format!(
+                "{};n={}",
+                self.student_sampling.cache_key(),
+                self.baseline_samples
+            ),
+        }
+    }
+
+    /// Baselines `s_i` of `queries`: cached values, the rest computed (one student call for all
+    /// misses) and stored. Returns the values and how many were computed.
+    pub fn baselines(
+        &self,
+        student: &mut dyn Student,
+        reward: &mut dyn Reward,
+        store: &mut dyn BaselineStore,
+        dataset: &str,
+        queries: &[Query],
+        stats: &mut CollectStats,
+    ) -> Result<Vec<f64>> {
+        let sid = student.id();
+        let keys: Vec<BaselineKey> = queries
+            .iter()
+            .map(|q| self.baseline_key(&sid, dataset, q))
+            .collect();
+        let mut values: Vec<Option<f64>> =
+            keys.iter().map(|k| store.get(k).map(|v| v.mean)).collect();
+        let missing: Vec<usize> = (0..queries.len())
+            .filter(|&i| values[i].is_none())
+            .collect();
+        if missing.is_empty() || self.baseline_samples == 0 {
+            return Ok(values.into_iter().map(|v| v.unwrap_or(0.0)).collect());
+        }
+        let requests: Vec<StudentRequest<'_>> = missing
+            .iter()
+            .map(|&i| StudentRequest {
+                query: &queries[i],
+                instruction: None,
+                k: self.baseline_samples,
+            })
+            .collect();
+        // A baseline is a property of the query, not of the step: seed it from the query id.
+        let mut sampling = self.student_sampling.clone();
+        sampling.seed = Some(derive_seed(
+            self.seed,
+            u64::from_str_radix(&stable_hash(&[&queries[missing[0]].id]), 16).unwrap_or(0),
+            2,
+        ));
+        let t = Instant::now();
+        let replies = student.generate(&requests, &sampling)?;
+        stats.t_student += t.elapsed().as_secs_f64();
+        check_replies(&replies, requests.len(), self.baseline_samples)?;
+        let items: Vec<(&Query, &StudentReply)> = missing
+            .iter()
+            .zip(&replies)
+            .flat_map(|(&i, rs)| rs.iter().map(move |r| (&queries[i], r)))
+            .collect();
+        let t = Instant::now();
+        let scored = score(reward, &self.weights, &items)?;
+        stats.t_reward += t.elapsed().as_secs_f64();
+        let mut puts = Vec::new();
+        for (j, &i) in missing.iter().enumerate() {
+            let chunk = &scored[j * self.baseline_samples..(j + 1) * self.baseline_samples];
+            let ok: Vec<f64> = chunk.iter().flatten().map(|(_, s)| *s).collect();
+            let failures = (chunk.len() - ok.len()) as u32;
+            match mean(ok.iter().copied()) {
+                Some(m) => {
+                    values[i] = Some(m);
+                    puts.push((
+                        keys[i].clone(),
+                        BaselineValue {
+                            mean: m,
+                            samples: ok.len() as u32,
+                            failures,
+                        },
+                    ));
+                }
+                None => tracing::warn!(
+                    query = %queries[i].id,
+                    "every baseline reply failed; using s_i = 0 for this step"
+                ),
+            }
+        }
+        stats.baselines_computed += puts.len();
+        store.put(&puts)?;
+        Ok(values.into_iter().map(|v| v.unwrap_or(0.0)).collect())
+    }
+
+    /// Collects one step's rollouts for `queries`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn collect(
+        &self,
+        step: u64,
+        policy: &mut dyn Policy,
+        student: &mut dyn Student,
+        reward: &mut dyn Reward,
+        store: &mut dyn BaselineStore,
+        dataset: &str,
+        queries: &[Query],
+    ) -> Result<Collected> {
+        let mut stats = CollectStats::default();
+        let g = self.group_size;
+        let k = self.samples;
+
+        let t = Instant::now();
+        let prompts = queries
+            .iter()
+            .map(|q| policy.encode_prompt(&self.templates.teacher(q)?))
+            .collect::<Result<Vec<_>>>()?;
+        let created_ms = now_ms();
+        let samples = policy.sample(
+            &prompts,
+            g,
+            &self.teacher_sampling,
+            derive_seed(self.seed, step, 0),
+        )?;
+        stats.t_teacher_gen = t.elapsed().as_secs_f64();
+        if samples.len() != queries.len() || samples.iter().any(|s| s.len() != g) {
+            return Err(Error::Contract(format!(
+                "the policy returned {} groups for {} prompts of G = {g}",
+                samples.len(),
+                queries.len()
+            )));
+        }
+        stats.teacher_tokens = samples.iter().flatten().map(|s| s.tokens.len()).sum();
+
+        let baselines = self.baselines(student, reward, store, dataset, queries, &mut stats)?;
+
+        let requests: Vec<StudentRequest<'_>> = queries
+            .iter()
+            .zip(&samples)
+            .flat_map(|(q, group)| {
+                group.iter().map(move |s| StudentRequest {
+                    query: q,
+                    instruction: Some(s.text.as_str()),
+                    k,
+                })
+            })
+            .collect();
+        let mut sampling = self.student_sampling.clone();
+        sampling.seed = Some(derive_seed(self.seed, step, 1));
+        let t = Instant::now();
+        let replies = student.generate(&requests, &sampling)?;
+        stats.t_student += t.elapsed().as_secs_f64();
+        check_replies(&replies, requests.len(), k)?;
+        stats.replies = requests.len() * k;
+        stats.failed_replies = replies.iter().flatten().filter(|r| r.is_failed()).count();
+
+        let items: Vec<(&Query, &StudentReply)> = requests
+            .iter()
+            .zip(&replies)
+            .flat_map(|(rq, rs)| rs.iter().map(move |r| (rq.query, r)))
+            .collect();
+        let t = Instant::now();
+        let scored = score(reward, &self.weights, &items)?;
+        stats.t_reward += t.elapsed().as_secs_f64();
+        let scored_ms = now_ms();
+
+        let mut rewards = Vec::with_capacity(queries.len());
+        let mut records = Vec::with_capacity(requests.len());
+        for (qi, (q, group)) in queries.iter().zip(&samples).enumerate() {
+            let mut group_r = Vec::with_capacity(g);
+            for (gi, s) in group.iter().enumerate() {
+                let idx = qi * g + gi;
+                let sc = &scored[idx * k..(idx + 1) * k];
+                let reward_mean = mean(sc.iter().flatten().map(|(_, s)| *s));
+                if reward_mean.is_none() {
+                    stats.failed_samples += 1;
+                }
+                let r = reward_mean.map(|m| m - baselines[qi]);
+                group_r.push(r);
+                records.push(RolloutRecord {
+                    run_id: self.run_id.clone(),
+                    step,
+                    query_id: q.id.clone(),
+                    query: q.text.clone(),
+                    group_index: gi as u32,
+                    instruction: s.text.clone(),
+                    instruction_tokens: s.tokens.len() as u32,
+                    truncated: s.truncated,
+                    replies: replies[idx]
+                        .iter()
+                        .map(|r| r.as_text().map(str::to_string))
+                        .collect(),
+                    reward_components: sc
+                        .iter()
+                        .map(|x| x.as_ref().map(|(c, _)| c.clone()).unwrap_or_default())
+                        .collect(),
+                    rewards: sc.iter().map(|x| x.as_ref().map(|(_, s)| *s)).collect(),
+                    reward_mean,
+                    baseline: baselines[qi],
+                    reward: r,
+                    advantage: 0.0,
+                    teacher_logprob_sum: s.logprobs.iter().map(|&x| f64::from(x)).sum(),
+                    created_ms,
+                    scored_ms,
+                });
+            }
+            rewards.push(group_r);
+        }
+        Ok(Collected {
+            prompts,
+            samples,
+            rewards,
+            records,
+            stats,
+        })
+    }
+}
+
+/// Share of records whose instruction contains its query's reference answer (0 when no query has
+/// a reference).
+pub fn answer_share(records: &[RolloutRecord], queries: &[Query], group: usize) -> f64 {
+    let mut n = 0usize;
+    let mut hit = 0usize;
+    for (i, r) in records.iter().enumerate() {
+        if let Some(reference) = queries
+            .get(i / group.max(1))
+            .and_then(|q| q.reference.as_deref())
+        {
+            n += 1;
+            hit += usize::from(contains_answer(&r.instruction, reference));
+        }
+    }
+    if n == 0 {
+        0.0
+    } else {
+        hit as f64 / n as f64
+    }
+}
+
+/// What [`compute_baselines`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BaselineReport {
+    /// `(query id, s_i)` for every query visited, in order.
+    pub values: Vec<(String, f64)>,
+    /// Baselines computed (the rest came from the store).
+    pub computed: usize,
+    /// Seconds in the student.
+    pub t_student: f64,
+    /// Seconds in the reward.
+    pub t_reward: f64,
+}
+
+/// Computes and caches the student baselines `s_i` of the first `limit` queries of `prompts` (all
+/// of them when `limit` is `None` and the source knows its length), `chunk` queries per student
+/// call (`wst baseline`). Queries already in `store` are not asked again.
+pub fn compute_baselines(
+    config: &Config,
+    student: &mut dyn Student,
+    reward: &mut dyn Reward,
+    prompts: &mut dyn PromptSource,
+    store: &mut dyn BaselineStore,
+    limit: Option<usize>,
+    chunk: usize,
+) -> Result<BaselineReport> {
+    let collector = Collector::from_config(config)?;
+    let total = limit.or(prompts.len()).ok_or_else(|| {
+        Error::Config("the prompt source has no known length: give a limit".into())
+    })?;
+    let dataset = prompts.dataset_id();
+    let mut stats = CollectStats::default();
+    let mut values = Vec::with_capacity(total);
+    let mut left = total;
+    while left > 0 {
+        let n = left.min(chunk.max(1));
+        let qs = prompts.next_batch(n)?;
+        let s = collector.baselines(student, reward, store, &dataset, &qs, &mut stats)?;
+        values.extend(qs.iter().map(|q| q.id.clone()).zip(s));
+        left -= n;
+    }
+    Ok(BaselineReport {
+        values,
+        computed: stats.baselines_computed,
+        t_student: stats.t_student,
+        t_reward: stats.t_reward,
+    })
+}

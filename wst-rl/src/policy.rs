@@ -1,0 +1,235 @@
+//! The teacher as the trainer sees it: a sampler with per-token log-probabilities and a
+//! differentiable scorer of given completions, over a `VarStore` of trainable weights.
+//!
+//! An adapter over a decoder LM implements [`Policy`] with its tokenizer and chat template:
+//! `encode_prompt` renders the [`ChatPrompt`] (system + user message from
+//! `wst_core::PromptTemplates::teacher`) with the model's chat template, adds the generation
+//! prompt and tokenizes; `sample` runs batched KV-cache generation; `logits` is one forward pass
+//! over a padded [`TokenBatch`]. The default [`Policy::token_logprobs`] turns those logits into the
+//! log-probabilities of the completion tokens.
+
+use tch::{nn, Device, Kind, Tensor};
+use wst_core::{ChatPrompt, SamplingParams};
+
+use crate::{Error, Result};
+
+/// One sampled completion (an instruction) of the teacher.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PolicySample {
+    /// Generated token ids without the prompt, ending with the end-of-sequence token when
+    /// generation stopped on one (the loss scores it: stopping is learned too).
+    pub tokens: Vec<i64>,
+    /// The decoded text (special tokens left out).
+    pub text: String,
+    /// Log-probability of each generated token under the sampling distribution.
+    pub logprobs: Vec<f32>,
+    /// Generation stopped at `max_new_tokens` instead of an end-of-sequence token.
+    pub truncated: bool,
+}
+
+/// A padded batch of `prompt + completion` sequences.
+///
+/// Row `n` is laid out as `[pad.. prompt_n | completion_n ..pad]`: prompts are left-padded to
+/// `prompt_len` columns, completions right-padded to `completion_len` columns. The completion
+/// token at column `j` is `ids[n, prompt_len + j]`, predicted by the logits at
+/// `prompt_len + j - 1`.
+#[derive(Debug)]
+pub struct TokenBatch {
+    /// `[N, prompt_len + completion_len]` token ids (int64), pads set to the policy's pad id.
+    pub ids: Tensor,
+    /// `[N, prompt_len + completion_len]` 1 for real tokens, 0 for pads (int64).
+    pub attention_mask: Tensor,
+    /// `[N, completion_len]` 1 for completion tokens that count in the loss (float32).
+    pub completion_mask: Tensor,
+    /// Columns of the (left-padded) prompt part.
+    pub prompt_len: usize,
+    /// Columns of the (right-padded) completion part.
+    pub completion_len: usize,
+}
+
+impl TokenBatch {
+    /// Builds a batch from `(prompt, completion)` token pairs on `device`. Every prompt must be
+    /// non-empty.
+    pub fn new(pairs: &[(&[i64], &[i64])], pad_id: i64, device: Device) -> Result<Self> {
+        if pairs.is_empty() {
+            return Err(Error::Contract("TokenBatch::new: empty batch".into()));
+        }
+        if pairs.iter().any(|(p, _)| p.is_empty()) {
+            return Err(Error::Contract(
+                "TokenBatch::new: a prompt has no token".into(),
+            ));
+        }
+        let p_len = pairs.iter().map(|(p, _)| p.len()).max().unwrap_or(0);
+        let c_len = pairs.iter().map(|(_, c)| c.len()).max().unwrap_or(0).max(1);
+        let width = p_len + c_len;
+        let n = pairs.len();
+        let mut ids = vec![pad_id; n * width];
+        let mut att = vec![0i64; n * width];
+        let mut cmask = vec![0f32; n * c_len];
+        for (row, (p, c)) in pairs.iter().enumerate() {
+            let base = row * width;
+            let off = p_len - p.len();
+            for (i, &t) in p.iter().enumerate() {
+                ids[base + off + i] = t;
+                att[base + off + i] = 1;
+            }
+            for (j, &t) in c.iter().enumerate() {
+                ids[base + p_len + j] = t;
+                att[base + p_len + j] = 1;
+                cmask[row * c_len + j] = 1.0;
+            }
+        }
+        let shape = [n as i64, width as i64];
+        Ok(TokenBatch {
+            ids: Tensor::from_slice(&ids).view(shape).to_device(device),
+            attention_mask: Tensor::from_slice(&att).view(shape).to_device(device),
+            completion_mask: Tensor::from_slice(&cmask)
+                .view([n as i64, c_len as i64])
+                .to_device(device),
+            prompt_len: p_len,
+            completion_len: c_len,
+        })
+    }
+
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.ids.size()[0] as usize
+    }
+
+    /// True when the batch has no row (never, for a batch built by [`TokenBatch::new`]).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// `[N, completion_len]` the completion token ids.
+    pub fn completion_ids(&self) -> Tensor {
+        self.ids
+            .narrow(1, self.prompt_len as i64, self.completion_len as i64)
+    }
+
+    /// Position ids `[N, T]` that count only real tokens (0 at the first prompt token), for
+    /// left-padded rows; pads get 0.
+    pub fn position_ids(&self) -> Tensor {
+        (self.attention_mask.cumsum(1, Kind::Int64) - 1).clamp_min(0)
+    }
+}
+
+/// Log-probabilities `[N, completion_len]` of the completion tokens of `batch` from full-sequence
+/// logits `[N, T, V]` (float32 result; pads give finite values masked by
+/// `batch.completion_mask`).
+pub fn completion_logprobs(logits: &Tensor, batch: &TokenBatch) -> Tensor {
+    let p = batch.prompt_len as i64;
+    let c = batch.completion_len as i64;
+    let pred = logits.narrow(1, p - 1, c).to_kind(Kind::Float);
+    let logp = pred.log_softmax(-1, Kind::Float);
+    logp.gather(2, &batch.completion_ids().unsqueeze(-1), false)
+        .squeeze_dim(-1)
+}
+
+/// The teacher policy trained by GRPO.
+///
+/// Sampling is seeded: the same prompts, parameters and seed give the same samples, which makes
+/// runs and resumes reproducible. `token_logprobs` must be differentiable with respect to the
+/// trainable variables of [`Policy::vars`] and use the temperature-1 distribution.
+pub trait Policy {
+    /// Where the weights live.
+    fn device(&self) -> Device;
+
+    /// The token id used for padding in [`TokenBatch`].
+    fn pad_id(&self) -> i64;
+
+    /// The weights (trainable variables are what the optimiser updates).
+    fn vars(&self) -> &nn::VarStore;
+
+    /// The weights, mutably (loading a checkpoint).
+    fn vars_mut(&mut self) -> &mut nn::VarStore;
+
+    /// Renders a chat prompt with the model's chat template (generation prompt appended) and
+    /// tokenizes it.
+    fn encode_prompt(&self, prompt: &ChatPrompt) -> Result<Vec<i64>>;
+
+    /// Draws `n` completions for each prompt, returned grouped per prompt (outer: prompts, inner:
+    /// `n` samples), with `params.max_new_tokens` as the length cap. Runs without gradients.
+    fn sample(
+        &mut self,
+        prompts: &[Vec<i64>],
+        n: usize,
+        params: &SamplingParams,
+        seed: u64,
+    ) -> Result<Vec<Vec<PolicySample>>>;
+
+    /// Full-sequence logits `[N, T, V]` for a batch (with gradients when enabled).
+    fn logits(&self, batch: &TokenBatch) -> Result<Tensor>;
+
+    /// Log-probabilities `[N, completion_len]` of the completion tokens (with gradients when
+    /// enabled). Override to avoid materialising logits at the prompt positions.
+    fn token_logprobs(&self, batch: &TokenBatch) -> Result<Tensor> {
+        Ok(completion_logprobs(&self.logits(batch)?, batch))
+    }
+}
+
+impl<T: Policy + ?Sized> Policy for Box<T> {
+    fn device(&self) -> Device {
+        (**self).device()
+    }
+    fn pad_id(&self) -> i64 {
+        (**self).pad_id()
+    }
+    fn vars(&self) -> &nn::VarStore {
+        (**self).vars()
+    }
+    fn vars_mut(&mut self) -> &mut nn::VarStore {
+        (**self).vars_mut()
+    }
+    fn encode_prompt(&self, prompt: &ChatPrompt) -> Result<Vec<i64>> {
+        (**self).encode_prompt(prompt)
+    }
+    fn sample(
+        &mut self,
+        prompts: &[Vec<i64>],
+        n: usize,
+        params: &SamplingParams,
+        seed: u64,
+    ) -> Result<Vec<Vec<PolicySample>>> {
+        (**self).sample(prompts, n, params, seed)
+    }
+    fn logits(&self, batch: &TokenBatch) -> Result<Tensor> {
+        (**self).logits(batch)
+    }
+    fn token_logprobs(&self, batch: &TokenBatch) -> Result<Tensor> {
+        (**self).token_logprobs(batch)
+    }
+}
+
+impl<T: Policy + ?Sized> Policy for &mut T {
+    fn device(&self) -> Device {
+        (**self).device()
+    }
+    fn pad_id(&self) -> i64 {
+        (**self).pad_id()
+    }
+    fn vars(&self) -> &nn::VarStore {
+        (**self).vars()
+    }
+    fn vars_mut(&mut self) -> &mut nn::VarStore {
+        (**self).vars_mut()
+    }
+    fn encode_prompt(&self, prompt: &ChatPrompt) -> Result<Vec<i64>> {
+        (**self).encode_prompt(prompt)
+    }
+    fn sample(
+        &mut self,
+        prompts: &[Vec<i64>],
+        n: usize,
+        params: &SamplingParams,
+        seed: u64,
+    ) -> Result<Vec<Vec<PolicySample>>> {
+        (**self).sample(prompts, n, params, seed)
+    }
+    fn logits(&self, batch: &TokenBatch) -> Result<Tensor> {
+        (**self).logits(batch)
+    }
+    fn token_logprobs(&self, batch: &TokenBatch) -> Result<Tensor> {
+        (**self).token_logprobs(batch)
+    }
+}

@@ -1,0 +1,475 @@
+//! The training loop: collect rollouts, compute advantages, update the teacher with the GRPO loss
+//! (micro-batches, gradient accumulation, `num_iterations` passes, global-norm clipping, AdamW on
+//! a warmup + cosine/constant schedule), write rollouts and metrics, checkpoint, resume.
+//!
+//! Run directory:
+//!
+//! ```text
+//! RUN_DIR/config.toml        the resolved configuration
+//! RUN_DIR/metrics.jsonl      one StepMetrics per line
+//! RUN_DIR/checkpoints/step-NNNNNNNN/{model,optimizer}.safetensors, trainer.json, config.toml
+//! ```
+//! Rollouts go to the `RolloutSink` of [`Parts`] (the CLI points it into the run directory).
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use tch::Tensor;
+use wst_core::{BaselineStore, Config, PromptSource, Reward, RolloutSink, Student};
+
+use crate::adamw::{self, AdamW, AdamWConfig};
+use crate::advantage;
+use crate::checkpoint::{self, TrainerState};
+use crate::collect::{answer_share, Collected, Collector};
+use crate::loss::{grpo_loss, LossDenom, LossParams};
+use crate::metrics::{self, StepMetrics};
+use crate::policy::{Policy, TokenBatch};
+use crate::schedule::learning_rate;
+use crate::{Error, Result};
+
+/// Name of the metrics file in the run directory.
+pub const METRICS_FILE: &str = "metrics.jsonl";
+/// Name of the resolved configuration in the run directory.
+pub const CONFIG_FILE: &str = "config.toml";
+
+/// The components the trainer is wired with.
+pub struct Parts<'a> {
+    /// The teacher being trained.
+    pub policy: Box<dyn Policy + 'a>,
+    /// The frozen reference teacher for the KL term; required when `grpo.beta > 0`, ignored
+    /// (and best not loaded) when it is 0.
+    pub reference: Option<Box<dyn Policy + 'a>>,
+    /// The student.
+    pub student: Box<dyn Student + 'a>,
+    /// The reward (its components are weighted by `reward.weights`).
+    pub reward: Box<dyn Reward + 'a>,
+    /// Training queries.
+    pub prompts: Box<dyn PromptSource + 'a>,
+    /// Where rollouts go.
+    pub sink: Box<dyn RolloutSink + 'a>,
+    /// Cached student baselines.
+    pub baselines: Box<dyn BaselineStore + 'a>,
+}
+
+/// What a finished [`Trainer::run`] reports.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunSummary {
+    /// Steps completed in total (including those before a resume).
+    pub steps: u64,
+    /// Metrics of the steps run by this call.
+    pub metrics: Vec<StepMetrics>,
+    /// The last checkpoint written.
+    pub checkpoint: Option<PathBuf>,
+}
+
+/// The GRPO trainer of the teacher.
+pub struct Trainer<'a> {
+    config: Config,
+    parts: Parts<'a>,
+    run_dir: PathBuf,
+    collector: Collector,
+    optimizer: AdamW,
+    loss: LossParams,
+    step: u64,
+    progress: bool,
+}
+
+impl std::fmt::Debug for Trainer<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Trainer")
+            .field("run_dir", &self.run_dir)
+            .field("step", &self.step)
+            .finish_non_exhaustive()
+    }
+}
+
+fn check(config: &Config, parts: &Parts<'_>) -> Result<()> {
+    config.validate()?;
+    if config.grpo.beta > 0.0 && parts.reference.is_none() {
+        return Err(Error::Config(
+            "grpo.beta > 0 needs a reference teacher (Parts::reference)".into(),
+        ));
+    }
+    Ok(())
+}
+
+impl<'a> Trainer<'a> {
+    /// A fresh run in `run_dir` (created; it must not hold checkpoints already). Writes the
+    /// resolved configuration and an empty metrics file.
+    pub fn new(config: Config, parts: Parts<'a>, run_dir: impl Into<PathBuf>) -> Result<Self> {
+        let run_dir = run_dir.into();
+        check(&config, &parts)?;
+        std::fs::create_dir_all(&run_dir).map_err(|e| Error::io("cannot create", &run_dir, e))?;
+        if checkpoint::latest(&run_dir)?.is_some() {
+            return Err(Error::Config(format!(
+                "{} already holds checkpoints: resume it or choose another run.name",
+                run_dir.display()
+            )));
+        }
+        checkpoint::clean_partial(&run_dir)?;
+        checkpoint::write_atomic(&run_dir.join(CONFIG_FILE), config.to_toml().as_bytes())?;
+        checkpoint::write_atomic(&run_dir.join(METRICS_FILE), b"")?;
+        Self::build(config, parts, run_dir)
+    }
+
+    /// Continues the run in `run_dir` from its newest checkpoint: weights, optimiser state, step,
+    /// data cursor and random streams are restored, leftovers of an interrupted write removed and
+    /// metrics of steps after the checkpoint dropped. The configuration must equal the
+    /// checkpoint's, except `run.steps` (a run can be extended), `run.output_dir`,
+    /// `run.save_every` and `run.keep_checkpoints`.
+    pub fn resume(config: Config, parts: Parts<'a>, run_dir: impl Into<PathBuf>) -> Result<Self> {
+        let run_dir = run_dir.into();
+        check(&config, &parts)?;
+        checkpoint::clean_partial(&run_dir)?;
+        let (_, dir) = checkpoint::latest(&run_dir)?.ok_or_else(|| Error::Checkpoint {
+            path: run_dir.join(checkpoint::CHECKPOINTS),
+            reason: "no checkpoint to resume from".into(),
+        })?;
+        let saved_path = dir.join(checkpoint::CONFIG_FILE);
+        let saved_text = std::fs::read_to_string(&saved_path)
+            .map_err(|e| Error::io("cannot read", &saved_path, e))?;
+        let mut saved = Config::from_toml_str(&saved_text, &saved_path.display().to_string())?;
+        // What may change on resume: how long, where, and how often to save.
+        saved.run.steps = config.run.steps;
+        saved.run.output_dir = config.run.output_dir.clone();
+        saved.run.save_every = config.run.save_every;
+        saved.run.keep_checkpoints = config.run.keep_checkpoints;
+        if saved != config {
+            return Err(Error::Checkpoint {
+                path: dir.clone(),
+                reason: "the configuration differs from the one the checkpoint was trained with \
+                         (only run.steps, run.output_dir, run.save_every and \
+                         run.keep_checkpoints may change on resume)"
+                    .into(),
+            });
+        }
+        let state = checkpoint::read_state(&dir)?;
+        let mut t = Self::build(config, parts, run_dir)?;
+        t.parts
+            .policy
+            .vars_mut()
+            .load(dir.join(checkpoint::MODEL_FILE))?;
+        t.optimizer.load(&dir.join(checkpoint::OPTIMIZER_FILE))?;
+        t.parts.prompts.set_position(state.data_position)?;
+        t.step = state.step;
+        metrics::truncate(&t.run_dir.join(METRICS_FILE), state.step)?;
+        tracing::info!(step = state.step, checkpoint = %dir.display(), "resumed");
+        Ok(t)
+    }
+
+    fn build(config: Config, parts: Parts<'a>, run_dir: PathBuf) -> Result<Self> {
+        let g = &config.grpo;
+        let optimizer = AdamW::new(
+            parts.policy.vars(),
+            AdamWConfig {
+                betas: g.betas,
+                eps: g.adam_eps,
+                weight_decay: g.weight_decay,
+            },
+        );
+        if let Some(r) = &parts.reference {
+            for (_, mut t) in r.vars().variables() {
+                let _ = t.requires_grad_(false);
+            }
+        }
+        let collector = Collector::from_config(&config)?;
+        Ok(Trainer {
+            loss: LossParams::from_config(g),
+            config,
+            parts,
+            run_dir,
+            collector,
+            optimizer,
+            step: 0,
+            progress: true,
+        })
+    }
+
+    /// Shows (default) or hides the progress bar (it is hidden anyway when stderr is no terminal).
+    pub fn with_progress(mut self, show: bool) -> Self {
+        self.progress = show;
+        self
+    }
+
+    /// Steps completed so far.
+    pub fn step(&self) -> u64 {
+        self.step
+    }
+
+    /// The run directory.
+    pub fn run_dir(&self) -> &Path {
+        &self.run_dir
+    }
+
+    /// The teacher being trained.
+    pub fn policy(&self) -> &dyn Policy {
+        self.parts.policy.as_ref()
+    }
+
+    /// Runs the remaining steps up to `run.steps`, checkpointing every `run.save_every` steps and
+    /// at the end.
+    pub fn run(&mut self) -> Result<RunSummary> {
+        let total = self.config.run.steps;
+        let bar = if self.progress {
+            ProgressBar::new(total)
+        } else {
+            ProgressBar::hidden()
+        };
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{spinner} step {pos}/{len} [{elapsed_precise} < {eta}] {wide_msg}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar.set_position(self.step);
+        let mut out = Vec::new();
+        let mut last_ckpt = None;
+        while self.step < total {
+            let m = self.train_step()?;
+            bar.set_message(format!(
+                "reward {:.3}  uplift {:+.3}  kl {:.4}  tied {}/{}",
+                m.reward, m.uplift, m.kl, m.tied_groups, m.groups
+            ));
+            bar.inc(1);
+            out.push(m);
+            let every = self.config.run.save_every;
+            if (every > 0 && self.step % every == 0) || self.step == total {
+                last_ckpt = Some(self.save_checkpoint()?);
+            }
+        }
+        bar.finish();
+        Ok(RunSummary {
+            steps: self.step,
+            metrics: out,
+            checkpoint: last_ckpt,
+        })
+    }
+
+    /// Writes a checkpoint of the current state (after `self.step()` steps).
+    pub fn save_checkpoint(&mut self) -> Result<PathBuf> {
+        let state = TrainerState {
+            step: self.step,
+            data_position: self.parts.prompts.position(),
+            rng_seed: self.config.run.seed,
+            rng_stream: self.step,
+            run_id: self.config.run.name.clone(),
+        };
+        let vs = self.parts.policy.vars();
+        let opt = &self.optimizer;
+        let cfg = self.config.to_toml();
+        checkpoint::save(
+            &self.run_dir,
+            self.step,
+            self.config.run.keep_checkpoints,
+            |dir| {
+                vs.save(dir.join(checkpoint::MODEL_FILE))?;
+                opt.save(&dir.join(checkpoint::OPTIMIZER_FILE))?;
+                checkpoint::write_state(dir, &state)?;
+                std::fs::write(dir.join(checkpoint::CONFIG_FILE), &cfg)
+                    .map_err(|e| Error::io("cannot write", dir.join(checkpoint::CONFIG_FILE), e))
+            },
+        )
+    }
+
+    /// One step: collect, advantages, `num_iterations` updates, rollouts, metrics.
+    pub fn train_step(&mut self) -> Result<StepMetrics> {
+        let t_step = Instant::now();
+        let step = self.step;
+        let b = self.config.grpo.batch_size;
+        let dataset = self.parts.prompts.dataset_id();
+        let queries = self.parts.prompts.next_batch(b)?;
+        let mut col = self.collector.collect(
+            step,
+            self.parts.policy.as_mut(),
+            self.parts.student.as_mut(),
+            self.parts.reward.as_mut(),
+            self.parts.baselines.as_mut(),
+            &dataset,
+            &queries,
+        )?;
+        let adv = advantage::compute(&col.rewards, self.config.grpo.scale_rewards);
+        for (rec, a) in col.records.iter_mut().zip(adv.values.iter().flatten()) {
+            rec.advantage = *a;
+        }
+        let lr = learning_rate(&self.config.grpo, step, self.config.run.steps);
+        let t_update = Instant::now();
+        let upd = self.update(&col, &adv.values, lr)?;
+        let t_update = t_update.elapsed().as_secs_f64();
+        self.parts.sink.write_step(step, &col.records)?;
+
+        let (adv_mean, adv_std, adv_min, adv_max) = adv.stats();
+        let reward_means: Vec<f64> = col.records.iter().filter_map(|r| r.reward_mean).collect();
+        let (reward, reward_std, _, _) = advantage::moments(&reward_means);
+        let uplifts: Vec<f64> = col.records.iter().filter_map(|r| r.reward).collect();
+        let baselines: Vec<f64> = col
+            .records
+            .iter()
+            .step_by(self.config.grpo.group_size)
+            .map(|r| r.baseline)
+            .collect();
+        let n = col.records.len().max(1) as f64;
+        let s = &col.stats;
+        let mut m = StepMetrics {
+            step,
+            lr,
+            reward,
+            reward_std,
+            baseline: advantage::moments(&baselines).0,
+            uplift: advantage::moments(&uplifts).0,
+            adv_mean,
+            adv_std,
+            adv_min,
+            adv_max,
+            kl: upd.kl,
+            clip_frac: upd.clip_frac,
+            ratio_mean: upd.ratio_mean,
+            loss: upd.loss,
+            grad_norm: upd.grad_norm,
+            instruction_tokens: col
+                .records
+                .iter()
+                .map(|r| r.instruction_tokens as f64)
+                .sum::<f64>()
+                / n,
+            truncated_frac: col.records.iter().filter(|r| r.truncated).count() as f64 / n,
+            answer_in_instruction: answer_share(
+                &col.records,
+                &queries,
+                self.config.grpo.group_size,
+            ),
+            tied_groups: adv.tied_groups,
+            groups: col.rewards.len(),
+            failed_replies: s.failed_replies,
+            replies: s.replies,
+            failed_samples: s.failed_samples,
+            baselines_computed: s.baselines_computed,
+            t_teacher_gen: s.t_teacher_gen,
+            t_student: s.t_student,
+            t_reward: s.t_reward,
+            t_update,
+            teacher_tokens_per_s: s.teacher_tokens as f64 / s.t_teacher_gen.max(1e-9),
+            ..StepMetrics::default()
+        };
+        m.t_step = t_step.elapsed().as_secs_f64();
+        m.t_other = (m.t_step - m.t_teacher_gen - m.t_student - m.t_reward - m.t_update).max(0.0);
+        metrics::append(&self.run_dir.join(METRICS_FILE), &m)?;
+        self.step += 1;
+        Ok(m)
+    }
+
+    fn update(&mut self, col: &Collected, adv: &[Vec<f64>], lr: f64) -> Result<UpdateStats> {
+        let g = &self.config.grpo;
+        let policy = self.parts.policy.as_ref();
+        let device = policy.device();
+        let pad = policy.pad_id();
+        // Every sample counts in the denominators; samples that cannot move the loss (zero
+        // advantage, no KL term) are skipped in the forward passes.
+        let mut rows: Vec<(usize, usize)> = Vec::new();
+        let mut total_tokens = 0usize;
+        let mut sequences = 0usize;
+        for (qi, group) in col.samples.iter().enumerate() {
+            for (gi, s) in group.iter().enumerate() {
+                sequences += 1;
+                total_tokens += s.tokens.len();
+                if !s.tokens.is_empty() && (adv[qi][gi] != 0.0 || self.loss.beta > 0.0) {
+                    rows.push((qi, gi));
+                }
+            }
+        }
+        let denom = LossDenom {
+            sequences: sequences as f64,
+            tokens: total_tokens as f64,
+            max_len: self.config.teacher.sampling.max_new_tokens as f64,
+        };
+        let mut stats = UpdateStats::default();
+        if rows.is_empty() {
+            return Ok(stats);
+        }
+        let micro: Vec<&[(usize, usize)]> = rows.chunks(g.micro_batch_size).collect();
+        let batches: Vec<(TokenBatch, Tensor)> = micro
+            .iter()
+            .map(|chunk| {
+                let pairs: Vec<(&[i64], &[i64])> = chunk
+                    .iter()
+                    .map(|&(q, i)| {
+                        (
+                            col.prompts[q].as_slice(),
+                            col.samples[q][i].tokens.as_slice(),
+                        )
+                    })
+                    .collect();
+                let a: Vec<f32> = chunk.iter().map(|&(q, i)| adv[q][i] as f32).collect();
+                Ok((
+                    TokenBatch::new(&pairs, pad, device)?,
+                    Tensor::from_slice(&a).to_device(device),
+                ))
+            })
+            .collect::<Result<_>>()?;
+        let reference = match (&self.parts.reference, self.loss.beta > 0.0) {
+            (Some(r), true) => Some(
+                batches
+                    .iter()
+                    .map(|(b, _)| tch::no_grad(|| r.token_logprobs(b)))
+                    .collect::<Result<Vec<_>>>()?,
+            ),
+            _ => None,
+        };
+        let old: Option<Vec<Tensor>> = if g.num_iterations > 1 {
+            Some(
+                batches
+                    .iter()
+                    .map(|(b, _)| tch::no_grad(|| policy.token_logprobs(b)))
+                    .collect::<Result<Vec<_>>>()?,
+            )
+        } else {
+            None
+        };
+        let (mut kl, mut clipped, mut tokens, mut ratio) = (0.0, 0.0, 0.0, 0.0);
+        for _ in 0..g.num_iterations {
+            adamw::zero_grad(policy.vars());
+            let mut loss_sum = 0.0;
+            for (i, (b, a)) in batches.iter().enumerate() {
+                let logp = policy.token_logprobs(b)?;
+                let old_i = match &old {
+                    Some(o) => o[i].shallow_clone(),
+                    None => logp.detach(),
+                };
+                let out = grpo_loss(
+                    &logp,
+                    &old_i,
+                    reference.as_ref().map(|r| &r[i]),
+                    a,
+                    &b.completion_mask,
+                    &self.loss,
+                    &denom,
+                );
+                out.loss.backward();
+                loss_sum += out.loss.double_value(&[]);
+                kl += out.kl_sum;
+                clipped += out.clipped_tokens;
+                tokens += out.tokens;
+                ratio += out.ratio_sum;
+            }
+            stats.grad_norm = adamw::clip_grad_norm(policy.vars(), g.max_grad_norm);
+            self.optimizer.step(lr);
+            stats.loss += loss_sum / g.num_iterations as f64;
+        }
+        adamw::zero_grad(policy.vars());
+        if tokens > 0.0 {
+            stats.kl = kl / tokens;
+            stats.clip_frac = clipped / tokens;
+            stats.ratio_mean = ratio / tokens;
+        }
+        Ok(stats)
+    }
+}
+
+#[derive(Debug, Default)]
+struct UpdateStats {
+    loss: f64,
+    grad_norm: f64,
+    kl: f64,
+    clip_frac: f64,
+    ratio_mean: f64,
+}

@@ -1,0 +1,6 @@
+//! wst-rl integration tests (one binary: every test binary links libtorch).
+
+mod http;
+mod learning;
+mod resume;
+mod support;
