@@ -1,7 +1,3 @@
-//! The WST trainer: GRPO on the teacher with student-in-the-loop rewards. It sees the student,
-//! reward, prompt source and rollout sink only through the `wst-core` traits.
-
-pub mod eval;
 //! The WST trainer: GRPO on the teacher with student-in-the-loop rewards.
 //!
 //! The trainer sees the student, reward, prompt source, rollout sink and baseline store only
@@ -15,6 +11,7 @@ pub mod adamw;
 pub mod advantage;
 pub mod checkpoint;
 pub mod collect;
+pub mod eval;
 mod error;
 pub mod loss;
 pub mod metrics;
