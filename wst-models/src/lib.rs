@@ -34,6 +34,5 @@ pub use loader::{check_vocab, dtype_kind, resolve_spec, LoadedModel};
 pub use student::LocalStudent;
 pub use tokenizer::Tokenizer;
 pub use weights::WeightStore;
-pub use error::{Error, Result};
 pub use gpt2::{GPT2ForSequenceClassification, Gpt2Config, Gpt2Error};
 pub use student_http::{Backoff, HttpStats, HttpStudent, HttpStudentError};
