@@ -2,10 +2,10 @@
 
 use criterion::{criterion_group, criterion_main, Criterion};
 
-mod verify;
 mod data;
 mod generate;
 mod rl;
+mod verify;
 
 mod core_bench {
     use criterion::Criterion;

@@ -3,9 +3,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-mod cmd_verify;
 mod cmd_data;
 mod cmd_report;
+mod cmd_verify;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};

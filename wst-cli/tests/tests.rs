@@ -17,7 +17,9 @@ fn help_lists_the_subcommands() {
     let out = wst().arg("--help").output().unwrap();
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
-    for cmd in ["config", "info", "verify", "data", "report", "generate", "score"] {
+    for cmd in [
+        "config", "info", "verify", "data", "report", "generate", "score",
+    ] {
         assert!(text.contains(cmd), "{cmd} missing from:\n{text}");
     }
 }

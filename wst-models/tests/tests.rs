@@ -1,6 +1,6 @@
 //! Integration tests of wst-models (one test binary; one module per topic).
 
 mod gguf;
-mod lm;
 mod gpt2;
+mod lm;
 mod student_http;
