@@ -547,32 +547,51 @@ impl DecoderLm {
         mask: Option<&Tensor>,
         chunk: i64,
     ) -> Result<Tensor> {
+        self.token_logprobs_from(ids, mask, 0, chunk)
+    }
+
+    /// Like [`DecoderLm::token_logprobs`] for the targets after position `start` only:
+    /// `log p(ids[:, t+1] | ids[:, ..=t])` for `t` in `start..T-1`, `[B, T - 1 - start]` f32.
+    /// The output head runs on those positions only (a prompt of `start + 1` tokens costs its
+    /// forward pass but no vocabulary projection); differentiable.
+    pub fn token_logprobs_from(
+        &self,
+        ids: &Tensor,
+        mask: Option<&Tensor>,
+        start: i64,
+        chunk: i64,
+    ) -> Result<Tensor> {
         let (b, t) = self.check_ids(ids, mask)?;
-        if t < 2 {
+        if start < 0 || start > (t - 1).max(0) {
+            return Err(Error::Invalid(format!(
+                "log-probabilities from position {start} of a sequence of {t} tokens"
+            )));
+        }
+        if t - 1 - start < 1 {
             return Ok(Tensor::zeros([b, 0], (Kind::Float, self.device())));
         }
         let chunk = chunk.max(1);
         let h = self.hidden_states(ids, mask)?;
         let ids = ids.to_device(self.device());
         let mut parts = Vec::new();
-        let mut start = 0;
-        while start < t - 1 {
-            let n = chunk.min(t - 1 - start);
+        let mut pos = start;
+        while pos < t - 1 {
+            let n = chunk.min(t - 1 - pos);
             let logits = h
-                .narrow(1, start, n)
+                .narrow(1, pos, n)
                 .linear(&self.lm_head, None::<&Tensor>)
                 .to_kind(Kind::Float);
-            let target = ids.narrow(1, start + 1, n).unsqueeze(-1);
+            let target = ids.narrow(1, pos + 1, n).unsqueeze(-1);
             let picked = logits.gather(2, &target, false).squeeze_dim(-1);
             parts.push(picked - logits.logsumexp([-1], false));
-            start += n;
+            pos += n;
         }
         let lp = Tensor::cat(&parts, 1);
         Ok(match mask {
             Some(m) => {
                 lp * m
                     .to_device(self.device())
-                    .narrow(1, 1, t - 1)
+                    .narrow(1, start + 1, t - 1 - start)
                     .to_kind(Kind::Float)
             }
             None => lp,

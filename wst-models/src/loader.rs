@@ -190,6 +190,17 @@ impl LoadedModel {
         self.tokenizer.encode(&self.render_chat(messages)?, false)
     }
 
+    /// Token ids of a system + user prompt rendered by the chat template (assistant prefix
+    /// appended); a `None` system leaves the template's default.
+    pub fn encode_prompt(&self, prompt: &wst_core::ChatPrompt) -> Result<Vec<u32>> {
+        let mut messages = Vec::with_capacity(2);
+        if let Some(system) = &prompt.system {
+            messages.push(ChatMessage::system(system.clone()));
+        }
+        messages.push(ChatMessage::user(prompt.user.clone()));
+        self.encode_chat(&messages)
+    }
+
     /// A generator over this model with its end and pad tokens.
     pub fn generator(&self) -> Generator<'_> {
         Generator::new(

@@ -6,7 +6,6 @@ use wst_core::{
     Completion, PromptTemplates, SamplingParams, Student, StudentReply, StudentRequest,
 };
 
-use crate::chat::ChatMessage;
 use crate::loader::LoadedModel;
 
 /// A student that runs a local model: each request's prompt is rendered by the student
@@ -51,13 +50,8 @@ impl LocalStudent {
     /// Token ids of the chat-formatted prompt of one request.
     pub fn prompt_ids(&self, request: &StudentRequest<'_>) -> wst_core::Result<Vec<u32>> {
         let prompt = self.templates.student(request.query, request.instruction)?;
-        let mut messages = Vec::with_capacity(2);
-        if let Some(system) = prompt.system {
-            messages.push(ChatMessage::system(system));
-        }
-        messages.push(ChatMessage::user(prompt.user));
         self.model
-            .encode_chat(&messages)
+            .encode_prompt(&prompt)
             .map_err(|e| wst_core::Error::other(format!("student {}: prompt", self.id()), e))
     }
 }

@@ -13,6 +13,7 @@ pub mod checkpoint;
 pub mod collect;
 mod error;
 pub mod eval;
+pub mod lm;
 pub mod loss;
 pub mod metrics;
 pub mod policy;
@@ -21,6 +22,7 @@ pub mod tiny;
 mod trainer;
 
 pub use error::{Error, Result};
+pub use lm::LmPolicy;
 pub use metrics::StepMetrics;
 pub use policy::{completion_logprobs, Policy, PolicySample, TokenBatch};
 pub use tiny::{TinyConfig, TinyPolicy};

@@ -2,5 +2,6 @@
 
 mod http;
 mod learning;
+mod lm;
 mod resume;
 mod support;

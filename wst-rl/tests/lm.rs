@@ -1,0 +1,218 @@
+//! The decoder-LM teacher ([`LmPolicy`]) on the tiny random Qwen2 of the reference vectors:
+//! sampling is seeded and grouped, the scorer agrees with the sampler and with full logits, and
+//! the trainer runs, checkpoints and reloads it.
+
+use std::path::{Path, PathBuf};
+
+use tch::{Device, Kind, Tensor};
+use wst_core::{
+    ChatPrompt, MemoryBaselines, MemorySink, SamplingParams, Student, StudentReply, StudentRequest,
+};
+use wst_models::LoadedModel;
+use wst_rl::{completion_logprobs, LmPolicy, Parts, Policy, TokenBatch, Trainer};
+
+use crate::support::*;
+
+fn tiny_qwen2() -> PathBuf {
+    let shared = match std::env::var_os("WST_SHARED") {
+        Some(d) => PathBuf::from(d),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared"),
+    };
+    let p = shared.join("testvectors/tiny-qwen2");
+    assert!(p.is_dir(), "test asset {} is missing", p.display());
+    p
+}
+
+fn teacher() -> LmPolicy {
+    let model = LoadedModel::load(tiny_qwen2().to_str().unwrap(), Device::Cpu, Kind::Float)
+        .expect("tiny-qwen2 loads");
+    LmPolicy::new(model)
+}
+
+/// Answers right when the instruction has an even number of characters: random instructions
+/// give untied groups, so the update has a gradient.
+struct ParityStudent;
+
+impl Student for ParityStudent {
+    fn id(&self) -> String {
+        "parity".into()
+    }
+    fn generate(
+        &mut self,
+        requests: &[StudentRequest<'_>],
+        _sampling: &SamplingParams,
+    ) -> wst_core::Result<Vec<Vec<StudentReply>>> {
+        Ok(requests
+            .iter()
+            .map(|r| {
+                let even = r.instruction.is_some_and(|m| m.chars().count() % 2 == 0);
+                let text = if even {
+                    r.query.reference.clone().unwrap_or_default()
+                } else {
+                    "no".into()
+                };
+                vec![StudentReply::text(text); r.k]
+            })
+            .collect())
+    }
+}
+
+fn prompt(text: &str) -> ChatPrompt {
+    ChatPrompt {
+        system: Some("Write an instruction.".into()),
+        user: text.into(),
+    }
+}
+
+fn sampling(max_new: usize) -> SamplingParams {
+    SamplingParams {
+        temperature: 1.0,
+        max_new_tokens: max_new,
+        ..SamplingParams::default()
+    }
+}
+
+#[test]
+fn lm_policy_samples_grouped_and_seeded() {
+    let mut p = teacher();
+    let prompts = vec![
+        p.encode_prompt(&prompt("What is 2 + 3?")).unwrap(),
+        p.encode_prompt(&prompt("A longer question: what is 7 + 8?"))
+            .unwrap(),
+    ];
+    assert_ne!(prompts[0].len(), prompts[1].len());
+    let a = p.sample(&prompts, 3, &sampling(12), 42).unwrap();
+    let b = p.sample(&prompts, 3, &sampling(12), 42).unwrap();
+    let c = p.sample(&prompts, 3, &sampling(12), 43).unwrap();
+    assert_eq!(a.len(), 2);
+    assert!(a.iter().all(|g| g.len() == 3));
+    assert_eq!(a, b, "same seed, same samples");
+    assert_ne!(a, c, "another seed, other samples");
+    let eos: Vec<i64> = p
+        .model()
+        .eos_token_ids
+        .iter()
+        .map(|&t| i64::from(t))
+        .collect();
+    for s in a.iter().flatten() {
+        assert_eq!(s.tokens.len(), s.logprobs.len());
+        assert!(!s.tokens.is_empty() && s.tokens.len() <= 12);
+        let stopped = eos.contains(s.tokens.last().unwrap());
+        assert_eq!(s.truncated, !stopped, "{s:?}");
+        assert!(s.logprobs.iter().all(|l| l.is_finite() && *l <= 0.0));
+    }
+}
+
+#[test]
+fn lm_policy_scores_what_it_sampled() {
+    let mut p = teacher();
+    let prompts = vec![
+        p.encode_prompt(&prompt("What is 1 + 1?")).unwrap(),
+        p.encode_prompt(&prompt("Add nine and four, then say the sum."))
+            .unwrap(),
+    ];
+    let groups = p.sample(&prompts, 2, &sampling(10), 5).unwrap();
+    let mut pairs = Vec::new();
+    let mut sampled = Vec::new();
+    for (prompt, group) in prompts.iter().zip(&groups) {
+        for s in group {
+            pairs.push((prompt.as_slice(), s.tokens.as_slice()));
+            sampled.push(s.logprobs.clone());
+        }
+    }
+    let batch = TokenBatch::new(&pairs, p.pad_id(), Device::Cpu).unwrap();
+    let fast = p.token_logprobs(&batch).unwrap();
+    let full = completion_logprobs(&p.logits(&batch).unwrap(), &batch);
+    let mask = &batch.completion_mask;
+    let diff = ((&fast - &full) * mask).abs().max().double_value(&[]);
+    assert!(
+        diff < 1e-4,
+        "chunked log-probs differ from full logits by {diff}"
+    );
+    // The scorer (temperature 1) gives the sampler's log-probabilities.
+    for (row, lps) in sampled.iter().enumerate() {
+        for (j, &lp) in lps.iter().enumerate() {
+            let got = fast.double_value(&[row as i64, j as i64]);
+            assert!(
+                (got - f64::from(lp)).abs() < 1e-3,
+                "row {row} token {j}: scored {got}, sampled {lp}"
+            );
+        }
+    }
+    // Differentiable with respect to the weights.
+    let loss = (fast * mask).sum(Kind::Float);
+    loss.backward();
+    let grads: f64 = p
+        .vars()
+        .trainable_variables()
+        .iter()
+        .map(|v| v.grad().abs().sum(Kind::Float).double_value(&[]))
+        .sum();
+    assert!(grads > 0.0);
+}
+
+#[test]
+fn trainer_runs_the_lm_teacher_and_its_checkpoint_reloads() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(2, 3);
+    cfg.teacher.sampling = sampling(6);
+    cfg.grpo.batch_size = 2;
+    cfg.grpo.group_size = 4;
+    cfg.grpo.lr = 1e-3;
+    cfg.grpo.beta = 0.05;
+    let mut sink = MemorySink::default();
+    let mut baselines = MemoryBaselines::default();
+    let mut reference = teacher();
+    let before: Vec<(String, Tensor)> = {
+        let mut v: Vec<_> = reference.vars().variables().into_iter().collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v.into_iter().map(|(n, t)| (n, t.detach().copy())).collect()
+    };
+    reference = LmPolicy::frozen(reference.into_model());
+    let parts = Parts {
+        policy: Box::new(teacher()),
+        reference: Some(Box::new(reference)),
+        student: Box::new(ParityStudent),
+        reward: Box::new(ExactReward),
+        prompts: Box::new(source(3)),
+        sink: Box::new(&mut sink),
+        baselines: Box::new(&mut baselines),
+    };
+    let mut t = Trainer::new(cfg, parts, dir.path())
+        .unwrap()
+        .with_progress(false);
+    let summary = t.run().unwrap();
+    assert_eq!(summary.steps, 2);
+    assert!(summary.metrics[0].kl.abs() < 1e-6, "KL to itself at step 1");
+    assert!(
+        summary.metrics.iter().any(|m| m.tied_groups < m.groups),
+        "every group tied: no gradient to test"
+    );
+    let after: Vec<(String, Tensor)> = {
+        let mut v: Vec<_> = t.policy().vars().variables().into_iter().collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    };
+    drop(t);
+    assert_eq!(sink.records.len(), 2 * 2 * 4);
+    let ckpt = summary.checkpoint.unwrap().join("model.safetensors");
+    let mut reloaded = teacher();
+    reloaded.load_weights(&ckpt).unwrap();
+    let mut reloaded_vars: Vec<_> = reloaded.vars().variables().into_iter().collect();
+    reloaded_vars.sort_by(|a, b| a.0.cmp(&b.0));
+    for ((n, a), (_, b)) in after.iter().zip(&reloaded_vars) {
+        assert!(a.equal(b), "{n} differs after reload");
+    }
+    let changed = before
+        .iter()
+        .zip(&after)
+        .filter(|((_, a), (_, b))| !a.equal(b))
+        .count();
+    assert!(changed > 0, "two steps at lr 1e-3 changed no weight");
+    // A wrong file is a named error, not a panic.
+    let err = reloaded
+        .load_weights(&dir.path().join("missing.safetensors"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("missing.safetensors"), "{err}");
+}
