@@ -4,8 +4,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 mod cmd_data;
+mod cmd_demo;
+mod cmd_eval;
 mod cmd_report;
+mod cmd_train;
 mod cmd_verify;
+mod plots;
+mod wiring;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -24,6 +29,15 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The main job on the embedded default: train SmolLM2 to instruct itself on arithmetic,
+    /// then compare student alone / untrained / trained teacher on held-out problems.
+    Demo(cmd_demo::DemoArgs),
+    /// Train the teacher with GRPO (`--dry-run` checks data, models and endpoints only).
+    Train(cmd_train::TrainArgs),
+    /// Compute and cache the student's no-instruction baselines of a config's training queries.
+    Baseline(cmd_train::BaselineArgs),
+    /// Compare conditions on held-out queries: student alone, local teachers, API teachers.
+    Eval(cmd_eval::EvalArgs),
     /// Validate a config (with overrides) and print it fully resolved, defaults included.
     Config {
         /// The TOML config.
@@ -56,6 +70,10 @@ fn run(cli: Cli) -> Result<()> {
             print!("{}", cfg.to_toml());
             Ok(())
         }
+        Command::Demo(args) => cmd_demo::run(args),
+        Command::Train(args) => cmd_train::run(args),
+        Command::Baseline(args) => cmd_train::run_baseline(args),
+        Command::Eval(args) => cmd_eval::run(args),
         Command::Info => {
             println!("wst {}", env!("CARGO_PKG_VERSION"));
             println!("{}", wst_models::torch_info());

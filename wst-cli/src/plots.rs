@@ -115,7 +115,9 @@ pub fn draw_curve(buf: &mut [u8], title: &str, points: &[CurvePoint]) -> Result<
             .draw_series(LineSeries::new(pts.clone(), color.stroke_width(3)))
             .map_err(draw_err)?
             .label(name)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(3)));
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(3))
+            });
         chart
             .draw_series(pts.into_iter().map(|p| Circle::new(p, 3, color.filled())))
             .map_err(draw_err)?;
@@ -164,7 +166,10 @@ pub fn draw_bars(buf: &mut [u8], title: &str, y_desc: &str, bars: &[Bar]) -> Res
         let i = i as u32;
         let color = PALETTE[i as usize % PALETTE.len()];
         let mut rect = Rectangle::new(
-            [(SegmentValue::Exact(i), 0.0), (SegmentValue::Exact(i + 1), b.mean)],
+            [
+                (SegmentValue::Exact(i), 0.0),
+                (SegmentValue::Exact(i + 1), b.mean),
+            ],
             color.filled(),
         );
         rect.set_margin(0, 0, 30, 30);
@@ -232,7 +237,9 @@ pub fn draw_pareto(buf: &mut [u8], title: &str, points: &[ParetoPoint]) -> Resul
             .draw_series(LineSeries::new(xy.clone(), color.stroke_width(2)))
             .map_err(draw_err)?
             .label(cond.to_string())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(3)));
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(3))
+            });
         chart
             .draw_series(pts.iter().map(|p| {
                 EmptyElement::at((p.harmless, p.helpful))
@@ -264,15 +271,21 @@ pub fn new_buffer() -> Vec<u8> {
 
 /// Writes an RGB buffer of [`SIZE`] as a PNG, atomically (temp file + rename).
 pub fn save_png(buf: &[u8], path: &Path) -> Result<()> {
-    let tmp = path.with_extension("png.tmp");
+    // The backend picks the encoder from the extension: the temp name must end in `.png`.
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.{}.tmp.png", std::process::id()));
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
     {
         let root = BitMapBackend::new(&tmp, SIZE).into_drawing_area();
-        root.draw(&plotters::element::BitMapElement::<_>::with_owned_buffer(
-            (0, 0),
-            SIZE,
-            buf.to_vec(),
+        root.draw(
+            &plotters::element::BitMapElement::<_>::with_owned_buffer((0, 0), SIZE, buf.to_vec())
+                .ok_or_else(|| anyhow!("plot buffer has the wrong size"))?,
         )
-        .ok_or_else(|| anyhow!("plot buffer has the wrong size"))?)
         .map_err(draw_err)?;
         root.present().map_err(draw_err)?;
     }
@@ -281,6 +294,7 @@ pub fn save_png(buf: &[u8], path: &Path) -> Result<()> {
 }
 
 /// Counts the pixels of `buf` within a small distance of `color` (tests and sanity checks).
+#[cfg(test)]
 pub fn count_pixels(buf: &[u8], color: RGBColor) -> usize {
     buf.chunks_exact(3)
         .filter(|p| {

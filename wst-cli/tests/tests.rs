@@ -7,6 +7,7 @@ use std::process::Command;
 mod data;
 mod generate;
 mod score;
+mod train;
 
 fn wst() -> Command {
     Command::new(env!("CARGO_BIN_EXE_wst"))
@@ -18,7 +19,8 @@ fn help_lists_the_subcommands() {
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
     for cmd in [
-        "config", "info", "verify", "data", "report", "generate", "score",
+        "demo", "train", "baseline", "eval", "config", "info", "verify", "data", "report",
+        "generate", "score",
     ] {
         assert!(text.contains(cmd), "{cmd} missing from:\n{text}");
     }

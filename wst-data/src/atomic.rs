@@ -56,6 +56,15 @@ where
     result
 }
 
+/// Writes `bytes` to `target` atomically (temp file in the same folder, synced, renamed).
+pub fn write_file_atomic(target: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    write_atomic(target, |w| {
+        w.write_all(bytes)
+            .map_err(|e| DataError::io(target, "cannot write", e))
+    })
+}
+
 /// Writes record batches as one snappy-compressed Parquet file, atomically.
 pub(crate) fn write_parquet_atomic(target: &Path, batch: &RecordBatch) -> Result<()> {
     write_atomic(target, |w| {

@@ -12,6 +12,7 @@ mod atomic;
 mod baselines;
 mod datasets;
 mod error;
+mod evals;
 mod hub;
 mod report;
 mod rollouts;
@@ -20,12 +21,14 @@ mod rows;
 pub use arith::{
     arith_held_out, arith_queries, arith_split, arith_universe, level_name, ArithSplit,
 };
+pub use atomic::write_file_atomic;
 pub use baselines::{baselines_dir, ParquetBaselines, BASELINE_COLUMNS};
 pub use datasets::{
     eval_queries, gsm8k_reference, hh_prompt, kind_name, load_dataset, prompt_source,
     resolve_files, Dataset, HH_ASSISTANT,
 };
 pub use error::{DataError, Result, RowPos};
+pub use evals::{write_eval_rows, EvalRow, EVAL_SCHEMA_DOC};
 pub use hub::{cache_dirs as hub_cache_dirs, looks_like_hub_id, resolve as resolve_hub_dataset};
 pub use report::{read_metrics, run_report, step_frame, RunReport, StepSummary, METRICS_FILE};
 pub use rollouts::{

