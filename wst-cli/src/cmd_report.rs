@@ -10,12 +10,21 @@ use clap::Args;
 pub struct ReportArgs {
     /// The run directory (holding `rollouts/step-*.parquet` and `metrics.jsonl`).
     pub run_dir: PathBuf,
+    /// One JSON object per step instead of the table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Runs `wst report`.
 pub fn run(args: ReportArgs) -> Result<()> {
     let report = wst_data::run_report(&args.run_dir)
         .with_context(|| format!("report of run {}", args.run_dir.display()))?;
-    print!("{}", report.to_table());
+    if args.json {
+        for s in &report.steps {
+            println!("{}", serde_json::to_string(s)?);
+        }
+    } else {
+        print!("{}", report.to_table());
+    }
     Ok(())
 }

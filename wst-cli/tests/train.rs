@@ -219,6 +219,24 @@ fn tiny_run_trains_resumes_reports_and_evaluates_reproducibly() {
         .count();
     assert_eq!(steps, 3, "{}", text(&out).0);
 
+    // An external reader (polars in Python) sees the same step means as `wst report`.
+    let ensure = repo().join("scripts/ensure-pyarrow.sh");
+    let py = std::process::Command::new("bash")
+        .arg(&ensure)
+        .args(["pyarrow", "polars"])
+        .output()
+        .unwrap();
+    assert!(py.status.success(), "{}", text(&py).1);
+    let python = text(&py).0.trim().to_string();
+    let out = std::process::Command::new(&python)
+        .arg(repo().join("scripts/check-report.py"))
+        .arg(&run)
+        .arg(env!("CARGO_BIN_EXE_wst"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}\n{}", text(&out).0, text(&out).1);
+    assert_eq!(text(&out).0.matches("OK").count(), 3, "{}", text(&out).0);
+
     // Baselines are cached: a second call computes none.
     let out = wst()
         .args(["baseline", "--config"])

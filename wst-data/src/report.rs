@@ -25,7 +25,7 @@ const SHOWN_METRICS: [&str; 6] = [
 ];
 
 /// One step of a run.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct StepSummary {
     /// The step.
     pub step: u64,
