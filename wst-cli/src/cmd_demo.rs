@@ -20,7 +20,6 @@ const QUICK: &[&str] = &[
     "run.steps=3",
     "run.save_every=3",
     "grpo.batch_size=4",
-    "student.baseline_samples=4",
     "eval.limit=12",
     "eval.samples=2",
 ];
@@ -41,9 +40,9 @@ pub struct DemoArgs {
 
 /// Seconds per unit of work on 2 CPU cores, measured on the demo (SmolLM2-135M, f32): one
 /// teacher-sampled instruction, one student reply, and one teacher sequence through the update.
-const SECS_PER_INSTRUCTION: f64 = 0.35;
-const SECS_PER_REPLY: f64 = 0.3;
-const SECS_PER_UPDATE_ROW: f64 = 0.4;
+const SECS_PER_INSTRUCTION: f64 = 0.3;
+const SECS_PER_REPLY: f64 = 0.35;
+const SECS_PER_UPDATE_ROW: f64 = 0.5;
 
 /// A rough duration of `cfg` on 2 CPU cores, in seconds.
 pub fn estimate_secs(cfg: &Config) -> f64 {
@@ -98,6 +97,10 @@ pub fn run(args: DemoArgs) -> Result<()> {
     let mut cfg = demo_config(args.quick, &args.set)?;
     cfg.run.name = fresh_run_name(&cfg);
     let run_dir = crate::wiring::run_dir(&cfg);
+    let held_out = wst_data::eval_queries(&cfg.eval, &cfg.data, cfg.run.seed)
+        .context("[eval]")?
+        .len();
+    cfg.eval.limit = cfg.eval.limit.min(held_out);
     let est = estimate_secs(&cfg);
     println!(
         "wst demo: WST on single-digit arithmetic, SmolLM2-135M-Instruct as teacher and student, \

@@ -9,10 +9,10 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use tch::Device;
 use wst_core::{
-    Config, PromptTemplates, RewardComponents, RewardWeights, SamplingParams, StudentKind,
-    TemplateTexts, WeightedReward,
+    Config, PromptTemplates, RewardWeights, SamplingParams, StudentKind, TemplateTexts,
+    WeightedReward,
 };
-use wst_data::{write_eval_rows, EvalRow};
+use wst_data::write_eval_samples;
 use wst_models::HttpStudent;
 use wst_rl::collect::derive_seed;
 use wst_rl::eval::{
@@ -267,7 +267,6 @@ pub fn evaluate(
         queries.len(),
         conditions.join(", ")
     );
-    let mut rows: Vec<EvalRow> = Vec::new();
     let mut samples_all: Vec<EvalSample> = Vec::new();
     for cond_text in conditions {
         let per_weight = cond_text.contains("{w}");
@@ -321,6 +320,7 @@ pub fn evaluate(
                 let wts = weights_for(cfg, tw)?;
                 for s in &samples {
                     let mut s = s.clone();
+                    s.weight = tw;
                     if let Some(x) = tw {
                         s.condition = format!("{} (w={x})", cond.label);
                         s.reward = match s.reward {
@@ -328,34 +328,19 @@ pub fn evaluate(
                             None => None,
                         };
                     }
-                    rows.push(to_row(&s, tw));
                     samples_all.push(s);
                 }
             }
         }
     }
     let summaries = eval::summarize(&samples_all);
-    let files = write_outputs(out_dir, &rows, &summaries, weights, title)?;
+    let files = write_outputs(out_dir, &samples_all, &summaries, weights, title)?;
     Ok(EvalOutcome { summaries, files })
-}
-
-fn to_row(s: &EvalSample, weight: Option<f64>) -> EvalRow {
-    EvalRow {
-        condition: s.condition.clone(),
-        weight,
-        query_id: s.query_id.clone(),
-        sample: s.sample,
-        instruction: s.instruction.clone(),
-        answer_in_instruction: s.answer_in_instruction,
-        reply: s.reply.clone(),
-        components: RewardComponents(s.components.0.clone()),
-        reward: s.reward,
-    }
 }
 
 fn write_outputs(
     out_dir: &Path,
-    rows: &[EvalRow],
+    samples: &[EvalSample],
     summaries: &[ConditionSummary],
     weights: &[f64],
     title: &str,
@@ -364,7 +349,7 @@ fn write_outputs(
         .with_context(|| format!("cannot create {}", out_dir.display()))?;
     let mut files = Vec::new();
     let p = out_dir.join("samples.parquet");
-    write_eval_rows(&p, rows)?;
+    write_eval_samples(&p, samples)?;
     files.push(p);
     let p = out_dir.join("table.md");
     wst_data::write_file_atomic(&p, eval::markdown_table(summaries).as_bytes())?;

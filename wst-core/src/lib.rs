@@ -30,7 +30,7 @@ pub use config::{
 pub use error::{Error, Result};
 pub use query::{Instruction, Query};
 pub use reward::{Reward, RewardComponents, RewardInput, RewardWeights, WeightedReward};
-pub use rollout::{MemorySink, NullSink, RolloutRecord, RolloutSink};
+pub use rollout::{EvalSample, MemorySink, NullSink, RolloutRecord, RolloutSink};
 pub use sampling::SamplingParams;
 pub use source::{splitmix64, PromptSource, VecSource};
 pub use student::{Completion, FailedReply, FinishReason, Student, StudentReply, StudentRequest};

@@ -95,3 +95,27 @@ impl RolloutSink for NullSink {
         Ok(())
     }
 }
+
+/// One scored student reply of an evaluation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvalSample {
+    /// Condition label.
+    pub condition: String,
+    /// Query id.
+    pub query_id: String,
+    /// Reply index within the query (0..K).
+    pub sample: u32,
+    /// The instruction the student saw (none for the student alone).
+    pub instruction: Option<String>,
+    /// The instruction contains the query's reference answer.
+    pub answer_in_instruction: bool,
+    /// The reply; `None` when it failed after retries.
+    pub reply: Option<String>,
+    /// Reward components (empty for a failed reply).
+    pub components: RewardComponents,
+    /// Weighted scalar reward; `None` for a failed reply.
+    pub reward: Option<f64>,
+    /// The helpfulness weight `w` of a weighted (harmless/helpful) evaluation.
+    #[serde(default)]
+    pub weight: Option<f64>,
+}

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, BooleanBuilder, Float64Builder, StringBuilder, UInt32Builder};
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
-use wst_core::RewardComponents;
+use wst_core::EvalSample;
 
 use crate::atomic::write_parquet_atomic;
 use crate::error::{DataError, Result};
@@ -50,31 +50,8 @@ pub const EVAL_SCHEMA_DOC: &[(&str, &str, &str)] = &[
     ),
 ];
 
-/// One scored reply of an evaluation.
-#[derive(Debug, Clone, PartialEq)]
-pub struct EvalRow {
-    /// Condition label.
-    pub condition: String,
-    /// Helpfulness weight of a weighted evaluation.
-    pub weight: Option<f64>,
-    /// Query id.
-    pub query_id: String,
-    /// Reply index.
-    pub sample: u32,
-    /// The instruction (none for the student alone).
-    pub instruction: Option<String>,
-    /// The instruction contains the reference answer.
-    pub answer_in_instruction: bool,
-    /// The reply; `None` when it failed.
-    pub reply: Option<String>,
-    /// Reward components.
-    pub components: RewardComponents,
-    /// Weighted scalar reward; `None` for a failed reply.
-    pub reward: Option<f64>,
-}
-
 /// Writes `rows` to `path` (atomically).
-pub fn write_eval_rows(path: &Path, rows: &[EvalRow]) -> Result<()> {
+pub fn write_eval_samples(path: &Path, rows: &[EvalSample]) -> Result<()> {
     let names: BTreeSet<&str> = rows.iter().flat_map(|r| r.components.names()).collect();
     let mut fields: Vec<Field> = vec![
         Field::new("condition", DataType::Utf8, false),
@@ -139,13 +116,14 @@ pub fn write_eval_rows(path: &Path, rows: &[EvalRow]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use wst_core::RewardComponents;
 
     #[test]
     fn eval_rows_round_trip_through_parquet() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("samples.parquet");
         let rows = vec![
-            EvalRow {
+            EvalSample {
                 condition: "student alone".into(),
                 weight: None,
                 query_id: "q1".into(),
@@ -156,7 +134,7 @@ mod tests {
                 components: RewardComponents::from_pairs([("correct", 1.0)]),
                 reward: Some(1.0),
             },
-            EvalRow {
+            EvalSample {
                 condition: "teacher".into(),
                 weight: Some(0.7),
                 query_id: "q1".into(),
@@ -168,7 +146,7 @@ mod tests {
                 reward: None,
             },
         ];
-        write_eval_rows(&path, &rows).unwrap();
+        write_eval_samples(&path, &rows).unwrap();
         let df = crate::rollouts::scan_files(std::slice::from_ref(&path), "eval")
             .unwrap()
             .collect()

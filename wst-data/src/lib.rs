@@ -28,7 +28,7 @@ pub use datasets::{
     resolve_files, Dataset, HH_ASSISTANT,
 };
 pub use error::{DataError, Result, RowPos};
-pub use evals::{write_eval_rows, EvalRow, EVAL_SCHEMA_DOC};
+pub use evals::{write_eval_samples, EVAL_SCHEMA_DOC};
 pub use hub::{cache_dirs as hub_cache_dirs, looks_like_hub_id, resolve as resolve_hub_dataset};
 pub use report::{read_metrics, run_report, step_frame, RunReport, StepSummary, METRICS_FILE};
 pub use rollouts::{

@@ -13,6 +13,7 @@ use wst_core::{
 };
 
 use crate::collect::derive_seed;
+use crate::metrics::contains_answer;
 use crate::policy::Policy;
 
 /// Writes one instruction per query: the thing an evaluation condition varies.
@@ -178,26 +179,7 @@ impl<P: Policy> InstructionWriter for PolicyTeacher<P> {
     }
 }
 
-/// One scored student reply of an evaluation.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EvalSample {
-    /// Condition label.
-    pub condition: String,
-    /// Query id.
-    pub query_id: String,
-    /// Reply index within the query (0..K).
-    pub sample: u32,
-    /// The instruction the student saw (none for the student alone).
-    pub instruction: Option<String>,
-    /// The instruction contains the query's reference answer.
-    pub answer_in_instruction: bool,
-    /// The reply; `None` when it failed after retries.
-    pub reply: Option<String>,
-    /// Reward components (empty for a failed reply).
-    pub components: RewardComponents,
-    /// Weighted scalar reward; `None` for a failed reply.
-    pub reward: Option<f64>,
-}
+pub use wst_core::EvalSample;
 
 /// Runs one condition over `queries`: instructions in batches of `batch` queries, `k` replies
 /// per query, every completed reply scored.
@@ -243,7 +225,7 @@ where
                 query
                     .reference
                     .as_deref()
-                    .is_some_and(|r| answer_in_text(&m.text, r))
+                    .is_some_and(|r| contains_answer(&m.text, r))
             });
             for (i, r) in rs.iter().enumerate() {
                 let (components, scalar) = match r.as_text() {
@@ -264,50 +246,12 @@ where
                     reply: r.as_text().map(str::to_string),
                     components,
                     reward: scalar,
+                    weight: None,
                 });
             }
         }
     }
     Ok(out)
-}
-
-/// True when `text` contains `reference` as a whole token (a number is not matched inside a
-/// longer number: `12` is not in `123`, but is in `= 12.`).
-pub fn answer_in_text(text: &str, reference: &str) -> bool {
-    let r = reference.trim();
-    if r.is_empty() {
-        return false;
-    }
-    let is_word = |c: char| c.is_alphanumeric();
-    let mut start = 0;
-    while let Some(pos) = text[start..].find(r) {
-        let at = start + pos;
-        let before = text[..at].chars().next_back();
-        let after_str = &text[at + r.len()..];
-        let mut after = after_str.chars();
-        let a = after.next();
-        // A trailing '.' or ',' ends a sentence unless a digit follows it.
-        let after_ok = match a {
-            None => true,
-            Some(c) if c == '.' || c == ',' => !after.next().is_some_and(|d| d.is_ascii_digit()),
-            Some(c) => !is_word(c),
-        };
-        let before_ok = match before {
-            None => true,
-            Some(c) if c.is_alphanumeric() => false,
-            // `1.12` or `1,12`: part of a longer number.
-            Some('.') | Some(',') => !text[..at - 1].ends_with(|d: char| d.is_ascii_digit()),
-            Some(_) => true,
-        };
-        if before_ok && after_ok {
-            return true;
-        }
-        start = at + r.len().max(1);
-        while !text.is_char_boundary(start) {
-            start += 1;
-        }
-    }
-    false
 }
 
 /// Summary of one condition.
@@ -588,18 +532,5 @@ mod tests {
         assert_eq!(m, 0.5);
         assert!((h - 1.96 * (1.0f64 / 3.0).sqrt() / 2.0).abs() < 1e-12);
         assert_eq!(mean_ci95(&[0.3]), (0.3, 0.0));
-    }
-
-    #[test]
-    fn answer_detection_respects_number_boundaries() {
-        assert!(answer_in_text("The answer is 12.", "12"));
-        assert!(answer_in_text("12", "12"));
-        assert!(answer_in_text("so x=12, done", "12"));
-        assert!(!answer_in_text("add 123 first", "12"));
-        assert!(!answer_in_text("1.12 is small", "12"));
-        assert!(!answer_in_text("12.5 is it", "12"));
-        assert!(!answer_in_text("think carefully", "7"));
-        assert!(!answer_in_text("anything", ""));
-        assert!(answer_in_text("ü 7", "7"));
     }
 }

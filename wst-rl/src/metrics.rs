@@ -165,6 +165,13 @@ mod tests {
         assert!(contains_answer("It is Seven.", "seven"));
         assert!(!contains_answer("sevenfold", "seven"));
         assert!(contains_answer("x = -4 here", "-4"));
+        assert!(contains_answer("12", "12"));
+        assert!(contains_answer("so x=12, done", "12"));
+        assert!(!contains_answer("add 123 first", "12"));
+        assert!(!contains_answer("1.12 is small", "12"));
+        assert!(!contains_answer("12.5 is it", "12"));
+        assert!(!contains_answer("anything", ""));
+        assert!(contains_answer("ü 7", "7"));
     }
 
     #[test]

@@ -168,68 +168,42 @@ pub trait Policy {
     }
 }
 
-impl<T: Policy + ?Sized> Policy for Box<T> {
-    fn device(&self) -> Device {
-        (**self).device()
-    }
-    fn pad_id(&self) -> i64 {
-        (**self).pad_id()
-    }
-    fn vars(&self) -> &nn::VarStore {
-        (**self).vars()
-    }
-    fn vars_mut(&mut self) -> &mut nn::VarStore {
-        (**self).vars_mut()
-    }
-    fn encode_prompt(&self, prompt: &ChatPrompt) -> Result<Vec<i64>> {
-        (**self).encode_prompt(prompt)
-    }
-    fn sample(
-        &mut self,
-        prompts: &[Vec<i64>],
-        n: usize,
-        params: &SamplingParams,
-        seed: u64,
-    ) -> Result<Vec<Vec<PolicySample>>> {
-        (**self).sample(prompts, n, params, seed)
-    }
-    fn logits(&self, batch: &TokenBatch) -> Result<Tensor> {
-        (**self).logits(batch)
-    }
-    fn token_logprobs(&self, batch: &TokenBatch) -> Result<Tensor> {
-        (**self).token_logprobs(batch)
-    }
+/// Forwards every [`Policy`] method through a pointer type.
+macro_rules! forward_policy {
+    ($($ptr:ty),*) => {$(
+        impl<T: Policy + ?Sized> Policy for $ptr {
+            fn device(&self) -> Device {
+                (**self).device()
+            }
+            fn pad_id(&self) -> i64 {
+                (**self).pad_id()
+            }
+            fn vars(&self) -> &nn::VarStore {
+                (**self).vars()
+            }
+            fn vars_mut(&mut self) -> &mut nn::VarStore {
+                (**self).vars_mut()
+            }
+            fn encode_prompt(&self, prompt: &ChatPrompt) -> Result<Vec<i64>> {
+                (**self).encode_prompt(prompt)
+            }
+            fn sample(
+                &mut self,
+                prompts: &[Vec<i64>],
+                n: usize,
+                params: &SamplingParams,
+                seed: u64,
+            ) -> Result<Vec<Vec<PolicySample>>> {
+                (**self).sample(prompts, n, params, seed)
+            }
+            fn logits(&self, batch: &TokenBatch) -> Result<Tensor> {
+                (**self).logits(batch)
+            }
+            fn token_logprobs(&self, batch: &TokenBatch) -> Result<Tensor> {
+                (**self).token_logprobs(batch)
+            }
+        }
+    )*};
 }
 
-impl<T: Policy + ?Sized> Policy for &mut T {
-    fn device(&self) -> Device {
-        (**self).device()
-    }
-    fn pad_id(&self) -> i64 {
-        (**self).pad_id()
-    }
-    fn vars(&self) -> &nn::VarStore {
-        (**self).vars()
-    }
-    fn vars_mut(&mut self) -> &mut nn::VarStore {
-        (**self).vars_mut()
-    }
-    fn encode_prompt(&self, prompt: &ChatPrompt) -> Result<Vec<i64>> {
-        (**self).encode_prompt(prompt)
-    }
-    fn sample(
-        &mut self,
-        prompts: &[Vec<i64>],
-        n: usize,
-        params: &SamplingParams,
-        seed: u64,
-    ) -> Result<Vec<Vec<PolicySample>>> {
-        (**self).sample(prompts, n, params, seed)
-    }
-    fn logits(&self, batch: &TokenBatch) -> Result<Tensor> {
-        (**self).logits(batch)
-    }
-    fn token_logprobs(&self, batch: &TokenBatch) -> Result<Tensor> {
-        (**self).token_logprobs(batch)
-    }
-}
+forward_policy!(Box<T>, &mut T);
