@@ -104,10 +104,10 @@ pub fn train(cfg: &Config, run_dir: &Path, resume: bool, progress: bool) -> Resu
         Trainer::new(cfg.clone(), parts, run_dir)
     }
     .with_context(|| format!("run {}", run_dir.display()))?;
-    let mut trainer = trainer.with_progress(progress && wiring::interactive());
-    if !progress || !wiring::interactive() {
-        eprintln!("training {} steps ...", cfg.run.steps - trainer.step());
-    }
+    let mut trainer = trainer
+        .with_progress(progress && wiring::interactive())
+        .with_step_lines(progress && !wiring::interactive());
+    eprintln!("training {} steps ...", cfg.run.steps - trainer.step());
     let summary = trainer.run()?;
     drop(trainer);
     draw_training_curve(run_dir)?;

@@ -73,6 +73,7 @@ pub struct Trainer<'a> {
     loss: LossParams,
     step: u64,
     progress: bool,
+    step_lines: bool,
 }
 
 impl std::fmt::Debug for Trainer<'_> {
@@ -183,7 +184,15 @@ impl<'a> Trainer<'a> {
             optimizer,
             step: 0,
             progress: true,
+            step_lines: false,
         })
+    }
+
+    /// Prints one line per step to stderr (reward, uplift, time) where no progress bar can be
+    /// drawn (logs, CI, pipes).
+    pub fn with_step_lines(mut self, on: bool) -> Self {
+        self.step_lines = on;
+        self
     }
 
     /// Shows (default) or hides the progress bar (it is hidden anyway when stderr is no terminal).
@@ -232,6 +241,19 @@ impl<'a> Trainer<'a> {
                 m.reward, m.uplift, m.kl, m.tied_groups, m.groups
             ));
             bar.inc(1);
+            if self.step_lines {
+                eprintln!(
+                    "step {}/{total}: reward {:.3}  uplift {:+.3}  instruction {:.1} tokens  \
+                     tied {}/{}  {:.1} s",
+                    self.step,
+                    m.reward,
+                    m.uplift,
+                    m.instruction_tokens,
+                    m.tied_groups,
+                    m.groups,
+                    m.t_step
+                );
+            }
             out.push(m);
             let every = self.config.run.save_every;
             if (every > 0 && self.step % every == 0) || self.step == total {
