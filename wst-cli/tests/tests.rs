@@ -4,6 +4,7 @@ mod verify;
 
 use std::process::Command;
 
+mod bench;
 mod data;
 mod generate;
 mod score;
@@ -18,7 +19,7 @@ fn help_lists_the_subcommands() {
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
     for cmd in [
-        "config", "info", "verify", "data", "report", "generate", "score",
+        "config", "info", "verify", "data", "report", "generate", "score", "bench",
     ] {
         assert!(text.contains(cmd), "{cmd} missing from:\n{text}");
     }
