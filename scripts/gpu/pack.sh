@@ -12,7 +12,8 @@
 #
 # Usage: scripts/gpu/pack.sh [--with-gguf] [--no-build]
 # Honours: WST_SHARED (default ../shared beside the repository), WST_PACK_MAX_MIB,
-#          CARGO_TARGET_DIR, LIBTORCH / the setup script's cache.
+#          CARGO_TARGET_DIR, LIBTORCH / the setup script's cache, WST_PACK_BIN (pack this
+#          binary instead of the release build, e.g. a debug one to test the scripts).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
@@ -31,11 +32,14 @@ shared=${WST_SHARED:-$root/../shared}
 [ -d "$shared/testvectors" ] || { log "no test vectors at $shared/testvectors (set WST_SHARED)"; exit 1; }
 eval "$(bash scripts/setup.sh)"
 target=${CARGO_TARGET_DIR:-$root/target}
+if [ -n "${WST_PACK_BIN:-}" ]; then
+  build=0
+fi
 if [ "$build" = 1 ]; then
   log "building the release wst binary (cargo build --release -p wst-cli)"
   cargo build --release --locked -p wst-cli >&2
 fi
-bin=$target/release/wst
+bin=${WST_PACK_BIN:-$target/release/wst}
 [ -x "$bin" ] || { log "no binary at $bin (build it, or drop --no-build)"; exit 1; }
 
 out=$root/.gpu

@@ -33,8 +33,9 @@ pub struct CheckArgs {
     /// Largest relative L2 error `|a - b| / |b|` of f32 logits on the device against the CPU.
     #[arg(long, default_value_t = 1e-4)]
     f32_tolerance: f64,
-    /// Largest relative L2 error of bf16 logits against f32 logits on the device.
-    #[arg(long, default_value_t = 3e-2)]
+    /// Largest relative L2 error of bf16 logits against f32 logits on the device (SmolLM2 on
+    /// the CPU: 2.1e-2; the tiny reference models: 4e-3 to 6e-3).
+    #[arg(long, default_value_t = 5e-2)]
     bf16_tolerance: f64,
     /// Print one JSON object.
     #[arg(long)]
