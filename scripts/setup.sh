@@ -37,6 +37,14 @@ else
     touch "$VENV/.complete"
   fi
   PYTHON=$VENV/bin/python
+  # The wheel ships the CUDA runtime headers without their crt/ folder; the CUDA-graph shim of
+  # wst-models (a C++ file built against the torch headers) needs it: a 130 kB headers-only wheel.
+  CU_INC=$(dirname "$("$PYTHON" -W ignore -c 'import torch; print(torch.__file__)')")/../nvidia/cu13/include
+  if [ -f "$CU_INC/cuda_runtime_api.h" ] && [ ! -f "$CU_INC/crt/host_defines.h" ]; then
+    log "installing the CUDA crt headers (nvidia-cuda-crt 13.0.x) for the CUDA-graph shim"
+    "$VENV/bin/pip" install --quiet --no-deps "nvidia-cuda-crt>=13.0,<13.1" >&2 \
+      || log "nvidia-cuda-crt not installed: wst builds without CUDA graphs"
+  fi
   TORCH_LIB=$("$PYTHON" -W ignore -c 'import torch, os; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
 fi
 

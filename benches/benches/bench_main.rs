@@ -3,6 +3,7 @@
 use criterion::{criterion_group, criterion_main, Criterion};
 
 mod data;
+mod decode;
 mod generate;
 mod rl;
 mod verify;
@@ -30,6 +31,7 @@ fn benches(c: &mut Criterion) {
     core_bench::templates(c);
     verify::verify(c);
     data::data(c);
+    decode::decode(c);
     generate::generate(c);
     rl::train_step(c);
 }

@@ -15,6 +15,8 @@ mod wiring;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
+mod cmd_bench;
+mod cmd_check;
 mod cmd_generate;
 mod cmd_score;
 
@@ -59,6 +61,8 @@ enum Command {
     Generate(cmd_generate::GenerateArgs),
     /// Score a (prompt, response) pair with a GPT-2 reward model.
     Score(cmd_score::ScoreArgs),
+    /// Benchmarks and device checks: `wst bench generate|train-step|check`.
+    Bench(cmd_bench::BenchArgs),
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -84,6 +88,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Report(args) => cmd_report::run(args),
         Command::Generate(args) => cmd_generate::run(args),
         Command::Score(args) => cmd_score::run(args),
+        Command::Bench(args) => cmd_bench::run(args),
     }
 }
 

@@ -4,6 +4,7 @@ mod verify;
 
 use std::process::Command;
 
+mod bench;
 mod data;
 mod generate;
 mod score;
@@ -20,7 +21,7 @@ fn help_lists_the_subcommands() {
     let text = String::from_utf8(out.stdout).unwrap();
     for cmd in [
         "demo", "train", "baseline", "eval", "config", "info", "verify", "data", "report",
-        "generate", "score",
+        "generate", "score", "bench",
     ] {
         assert!(text.contains(cmd), "{cmd} missing from:\n{text}");
     }

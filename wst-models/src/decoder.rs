@@ -7,6 +7,11 @@
 //! (1 = token, 0 = pad) from which position ids are derived, so left- and right-padded batches
 //! give each row the result it would get alone. The KV cache ([`KvCache`]) is preallocated and
 //! written in place.
+//!
+//! Decoding one token per row ([`DecoderLm::decode_step`], in `decoder/static_step.rs`) attends
+//! over the cache's whole capacity with an additive mask instead of a growing slice of it, so
+//! every step has the same shapes and reads its position from device tensors: the step can be
+//! captured once as a CUDA graph and replayed.
 
 use tch::nn::{self, Init};
 use tch::{Device, Kind, Tensor};
@@ -14,6 +19,8 @@ use tch::{Device, Kind, Tensor};
 use crate::config::{Activation, Arch, DecoderConfig};
 use crate::weights::WeightStore;
 use crate::{Error, Result};
+
+mod static_step;
 
 /// Weights of one decoder layer (shallow handles to the variables of the store).
 struct Layer {
@@ -58,6 +65,13 @@ pub struct KvCache {
     key_mask: Tensor,
     /// `[B]` i64: position id of the next real token of each row.
     next_pos: Tensor,
+    /// `[1]` i64 on the device: the slot the next decoded token is written to (equals `len`).
+    slot: Tensor,
+    /// `[B, 1, 1, capacity]` additive attention mask in the model kind: 0 where `key_mask`
+    /// holds, -inf elsewhere. Kept up to date by the decode step; rebuilt when stale.
+    bias: Tensor,
+    /// False when a multi-token forward changed `key_mask` after `bias` was built.
+    bias_fresh: bool,
     len: i64,
     capacity: i64,
     batch: i64,
@@ -95,6 +109,13 @@ impl KvCache {
                 .collect::<Result<_, _>>()?,
             key_mask: Tensor::f_zeros([batch, capacity], (Kind::Bool, model.device()))?,
             next_pos: Tensor::f_zeros([batch], (Kind::Int64, model.device()))?,
+            slot: Tensor::f_zeros([1], (Kind::Int64, model.device()))?,
+            bias: Tensor::f_full(
+                [batch, 1, 1, capacity],
+                f64::NEG_INFINITY,
+                (model.kind(), model.device()),
+            )?,
+            bias_fresh: true,
             len: 0,
             capacity,
             batch,
@@ -121,11 +142,20 @@ impl KvCache {
         self.batch
     }
 
+    /// Counts `n` more filled slots (after decode steps run outside [`DecoderLm::decode_step`],
+    /// such as CUDA-graph replays).
+    pub(crate) fn advance(&mut self, n: i64) {
+        self.len += n;
+    }
+
     /// Empties the cache for reuse with a new batch of the same size.
     pub fn reset(&mut self) {
         self.len = 0;
         let _ = self.key_mask.zero_();
         let _ = self.next_pos.zero_();
+        let _ = self.slot.zero_();
+        let _ = self.bias.fill_(f64::NEG_INFINITY);
+        self.bias_fresh = true;
     }
 }
 
@@ -338,12 +368,7 @@ impl DecoderLm {
         let c = &self.config;
         let (b, t) = (ids.size()[0], ids.size()[1]);
         let (nh, nkv, d) = (c.num_attention_heads, c.num_key_value_heads, c.head_dim);
-        let mut x = Tensor::embedding(&self.embed, ids, -1, false, false);
-        if c.arch == Arch::Gemma {
-            let scale =
-                Tensor::scalar_tensor((c.hidden_size as f64).sqrt(), (x.kind(), x.device()));
-            x = x * scale;
-        }
+        let mut x = self.embed_ids(ids);
         let (cos, sin) = self.rope(positions);
         let offset = cache.as_ref().map_or(0, |c| c.len);
         let scale = 1.0 / (d as f64).sqrt();
@@ -378,16 +403,36 @@ impl DecoderLm {
             );
             let attn = attn.transpose(1, 2).reshape([b, t, nh * d]);
             x = x + lin(&attn, &layer.o);
-            let h = self.rms_norm(&x, &layer.post_norm);
-            let g = lin(&h, &layer.gate);
-            let g = match c.hidden_act {
-                Activation::Silu => g.silu(),
-                Activation::GeluTanh => g.gelu("tanh"),
-                Activation::Gelu => g.gelu("none"),
-            };
-            x = x + lin(&(g * lin(&h, &layer.up)), &layer.down);
+            let mlp = self.mlp(&x, layer);
+            x = x + mlp;
         }
         self.rms_norm(&x, &self.norm)
+    }
+
+    /// Token embeddings `[B, T, H]` (scaled by `sqrt(H)` for Gemma).
+    fn embed_ids(&self, ids: &Tensor) -> Tensor {
+        let x = Tensor::embedding(&self.embed, ids, -1, false, false);
+        if self.config.arch == Arch::Gemma {
+            let scale = Tensor::scalar_tensor(
+                (self.config.hidden_size as f64).sqrt(),
+                (x.kind(), x.device()),
+            );
+            x * scale
+        } else {
+            x
+        }
+    }
+
+    /// The MLP branch of `layer` for the residual stream `x` (post-attention norm included).
+    fn mlp(&self, x: &Tensor, layer: &Layer) -> Tensor {
+        let h = self.rms_norm(x, &layer.post_norm);
+        let g = lin(&h, &layer.gate);
+        let g = match self.config.hidden_act {
+            Activation::Silu => g.silu(),
+            Activation::GeluTanh => g.gelu("tanh"),
+            Activation::Gelu => g.gelu("none"),
+        };
+        lin(&(g * lin(&h, &layer.up)), &layer.down)
     }
 
     /// Position ids `[B, T]` of a padded batch: the index among the row's real tokens.
@@ -510,6 +555,8 @@ impl DecoderLm {
             .logical_or(&diag);
         let h = self.hidden(ids, &positions, Some(&allowed), Some(cache));
         cache.len = total;
+        let _ = cache.slot.fill_(total);
+        cache.bias_fresh = false;
         Ok(h)
     }
 
@@ -564,27 +611,21 @@ impl DecoderLm {
         let (b, t) = self.check_ids(ids, mask)?;
         if start < 0 || start > (t - 1).max(0) {
             return Err(Error::Invalid(format!(
-                "log-probabilities from position {start} of a sequence of {t} tokens"
+                "log-probs from position {start} of a sequence of {t} tokens"
             )));
         }
-        if t - 1 - start < 1 {
+        if t < 2 || start == t - 1 {
             return Ok(Tensor::zeros([b, 0], (Kind::Float, self.device())));
         }
         let chunk = chunk.max(1);
         let h = self.hidden_states(ids, mask)?;
         let ids = ids.to_device(self.device());
         let mut parts = Vec::new();
-        let mut pos = start;
-        while pos < t - 1 {
-            let n = chunk.min(t - 1 - pos);
-            let logits = h
-                .narrow(1, pos, n)
-                .linear(&self.lm_head, None::<&Tensor>)
-                .to_kind(Kind::Float);
-            let target = ids.narrow(1, pos + 1, n).unsqueeze(-1);
-            let picked = logits.gather(2, &target, false).squeeze_dim(-1);
-            parts.push(picked - logits.logsumexp([-1], false));
-            pos += n;
+        let mut at = start;
+        while at < t - 1 {
+            let n = chunk.min(t - 1 - at);
+            parts.push(self.head_logprobs(&h.narrow(1, at, n), &ids.narrow(1, at + 1, n))?);
+            at += n;
         }
         let lp = Tensor::cat(&parts, 1);
         Ok(match mask {
@@ -596,5 +637,27 @@ impl DecoderLm {
             }
             None => lp,
         })
+    }
+
+    /// `log softmax(head(hidden))[targets]`: `hidden` `[B, N, H]` (final-normed, from
+    /// [`DecoderLm::hidden_states`]), `targets` `[B, N]` Int64; returns `[B, N]` f32,
+    /// differentiable. The f32 logits of only these `N` positions exist at once.
+    pub fn head_logprobs(&self, hidden: &Tensor, targets: &Tensor) -> Result<Tensor> {
+        let hs = hidden.size();
+        if hs.len() != 3 || targets.size() != hs[..2] || targets.kind() != Kind::Int64 {
+            return Err(Error::Invalid(format!(
+                "head_logprobs needs hidden [B, N, H] and Int64 targets [B, N], got {hs:?} and \
+                 {:?} {:?}",
+                targets.kind(),
+                targets.size()
+            )));
+        }
+        let logits = hidden
+            .linear(&self.lm_head, None::<&Tensor>)
+            .to_kind(Kind::Float);
+        let picked = logits
+            .gather(2, &targets.to_device(self.device()).unsqueeze(-1), false)
+            .squeeze_dim(-1);
+        Ok(picked - logits.logsumexp([-1], false))
     }
 }

@@ -19,6 +19,15 @@ pub enum Error {
     )]
     NoCuda,
 
+    /// A CUDA graph or CUDA allocator call of the C++ shim failed (or the shim is not built).
+    #[error("CUDA graph: {op}: {message} (set WST_CUDA_GRAPH=0 to decode without graphs)")]
+    CudaGraph {
+        /// The operation (`capture_begin`, `replay`, ...).
+        op: &'static str,
+        /// libtorch's message.
+        message: String,
+    },
+
     /// An error from libtorch.
     #[error(transparent)]
     Torch(#[from] tch::TchError),

@@ -1,18 +1,26 @@
 //! Batched sampling with a preallocated KV cache.
 //!
 //! Prompts of different lengths are left-padded into one batch; position ids and the key mask
-//! make every row compute what it would alone. Each step runs one token per row through the
-//! cache, samples on the device (argmax, or inverse-CDF sampling after temperature, top-k and
-//! top-p, with uniforms drawn from a seeded ChaCha generator so a seed fixes the output) and
-//! feeds the chosen ids straight back on the device; the host reads them (for end tokens and
-//! stop strings) every step on the CPU and every few steps on CUDA, where each read waits for
-//! the GPU. Tokens a row sampled after it finished are dropped.
+//! make every row compute what it would alone. After one forward over the prompts, each step
+//! runs one token per row through the static-shape decode step ([`DecoderLm::decode_step`]:
+//! the whole cache attended under a mask, the write slot in a device tensor), samples on the
+//! device (argmax, or inverse-CDF sampling after temperature, top-k and top-p, with uniforms
+//! drawn up front from a seeded ChaCha generator so a seed fixes the output), and writes the
+//! chosen ids into device buffers that feed the next step. The host reads those buffers (for
+//! end tokens and stop strings) every step on the CPU and every few steps on CUDA, where each
+//! read waits for the GPU. Tokens a row sampled after it finished are dropped.
+//!
+//! On CUDA the step (forward, sampling, buffer updates) is captured once as a CUDA graph after
+//! two eager warm-up steps and replayed for the rest ([`crate::CudaGraph`]); that removes the
+//! launch overhead of a few hundred small kernels per token. `WST_CUDA_GRAPH=0` or
+//! [`Generator::cuda_graph`]`(false)` turns it off; the results are the same either way.
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tch::{Device, Kind, Tensor};
 use wst_core::{FinishReason, SamplingParams};
 
+use crate::cuda_graph::{cuda_graphs_available, cuda_graphs_enabled_by_env, CudaGraph};
 use crate::decoder::{DecoderLm, KvCache};
 use crate::tokenizer::Tokenizer;
 use crate::{Error, Result};
@@ -36,10 +44,11 @@ pub struct Generation {
 #[derive(Debug, Clone)]
 pub struct Generator<'a> {
     model: &'a DecoderLm,
-    tokenizer: &'a Tokenizer,
+    tokenizer: Option<&'a Tokenizer>,
     eos_ids: Vec<u32>,
     pad_id: u32,
     read_every: Option<usize>,
+    cuda_graph: bool,
 }
 
 impl<'a> Generator<'a> {
@@ -52,11 +61,42 @@ impl<'a> Generator<'a> {
     ) -> Self {
         Generator {
             model,
-            tokenizer,
+            tokenizer: Some(tokenizer),
             eos_ids: eos_ids.to_vec(),
             pad_id,
             read_every: None,
+            cuda_graph: true,
         }
+    }
+
+    /// A generator of token ids only (benchmarks, models without a tokenizer): the
+    /// generations' `text` is empty and stop strings are an error.
+    pub fn without_tokenizer(model: &'a DecoderLm, eos_ids: &[u32], pad_id: u32) -> Self {
+        Generator {
+            model,
+            tokenizer: None,
+            eos_ids: eos_ids.to_vec(),
+            pad_id,
+            read_every: None,
+            cuda_graph: true,
+        }
+    }
+
+    /// Whether decoding on CUDA may capture and replay the step as a CUDA graph (default:
+    /// yes, unless the environment variable `WST_CUDA_GRAPH` is `0`). No effect on the CPU.
+    pub fn cuda_graph(mut self, enabled: bool) -> Self {
+        self.cuda_graph = enabled;
+        self
+    }
+
+    /// True when a generation of `max_new` tokens on the model's device would use a CUDA
+    /// graph.
+    pub fn uses_cuda_graph(&self, max_new: usize) -> bool {
+        self.model.device().is_cuda()
+            && self.cuda_graph
+            && cuda_graphs_enabled_by_env()
+            && cuda_graphs_available()
+            && max_new >= GRAPH_WARMUP_STEPS + 3
     }
 
     /// Steps between reads of the sampled ids by the host (default: every step on the CPU,
@@ -96,6 +136,11 @@ impl<'a> Generator<'a> {
         if prompts.is_empty() {
             return Ok(Vec::new());
         }
+        if self.tokenizer.is_none() && !params.stop.is_empty() {
+            return Err(Error::Invalid(
+                "stop strings need a tokenizer (this generator has none)".into(),
+            ));
+        }
         if let Some(i) = prompts.iter().position(Vec::is_empty) {
             return Err(Error::Invalid(format!("prompt {i} has no tokens")));
         }
@@ -127,13 +172,36 @@ impl<'a> Generator<'a> {
                 mask[start + j] = 1;
             }
         }
+        // All uniforms at once, drawn before any device work; greedy decoding draws none.
+        let uniforms: Option<Vec<f32>> =
+            (!params.is_greedy()).then(|| (0..max_new * b).map(|_| rng.gen::<f32>()).collect());
+
+        // On CUDA with graphs, everything (prompt forward included) runs on the graph's
+        // side stream; dropping the graph restores the stream.
+        let mut graph = if self.uses_cuda_graph(max_new) {
+            match CudaGraph::new(device).and_then(|mut g| g.enter_side_stream().map(|()| g)) {
+                Ok(g) => Some(g),
+                Err(e) => {
+                    tracing::warn!(error = %e, "CUDA graph unavailable, decoding eagerly");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+
         let shape = [b as i64, len as i64];
         let ids = Tensor::f_from_slice(&ids)?.view(shape).to_device(device);
         let mask = Tensor::f_from_slice(&mask)?.view(shape).to_device(device);
-        let mut cache = KvCache::new(self.model, b as i64, (len + max_new) as i64)?;
-        let mut logits = self
+        // Capacity rounded up to a multiple of 16: aligned rows for the attention kernels.
+        let capacity = (len + max_new).div_ceil(16) * 16;
+        let mut cache = KvCache::new(self.model, b as i64, capacity as i64)?;
+        let logits = self
             .model
             .last_logits_cached(&ids, Some(&mask), &mut cache)?;
+        let mut bufs = DecodeBuffers::new(b as i64, max_new as i64, uniforms.as_deref(), device)?;
+        bufs.emit(&logits, params)?;
+        self.model.prepare_static(&mut cache);
 
         let max_stop_chars = params
             .stop
@@ -144,70 +212,81 @@ impl<'a> Generator<'a> {
         let mut tokens: Vec<Vec<u32>> = vec![Vec::with_capacity(max_new); b];
         let mut logprobs: Vec<Vec<f32>> = vec![Vec::with_capacity(max_new); b];
         let mut finished: Vec<Option<FinishReason>> = vec![None; b];
-        // All uniforms at once (one upload); greedy decoding draws none.
-        let uniforms = if params.is_greedy() {
-            None
-        } else {
-            let u: Vec<f32> = (0..max_new * b).map(|_| rng.gen::<f32>()).collect();
-            Some(
-                Tensor::f_from_slice(&u)?
-                    .view([max_new as i64, b as i64])
-                    .to_device(device),
-            )
-        };
-        // Sampled ids stay on the device and feed the next step directly; the host reads them
-        // every `check_every` steps (every step on the CPU, where reading costs nothing).
-        let check_every = if device.is_cuda() {
+        // The host reads the sampled ids every `check_every` steps (every step on the CPU,
+        // where reading costs nothing).
+        let check_every = self.read_every.unwrap_or(if device.is_cuda() {
             CUDA_CHECK_EVERY
         } else {
             1
-        };
-        let mut pending: Vec<(Tensor, Tensor)> = Vec::with_capacity(check_every);
-        let mut step = 0;
-        while step < max_new {
-            let u = uniforms.as_ref().map(|u| u.get(step as i64));
-            let (next, lp) = sample(&logits, params, u.as_ref())?;
-            step += 1;
-            if step < max_new {
-                // Queue the next forward before reading anything back.
-                logits = self
-                    .model
-                    .last_logits_cached(&next.unsqueeze(1), None, &mut cache)?;
-            }
-            pending.push((next, lp));
-            if step % check_every != 0 && step < max_new {
-                continue;
-            }
-            let first = step - pending.len();
-            let ids: Vec<&Tensor> = pending.iter().map(|(t, _)| t).collect();
-            let lps: Vec<&Tensor> = pending.iter().map(|(_, l)| l).collect();
-            let n = pending.len();
-            let ids =
-                Vec::<i64>::try_from(Tensor::stack(&ids, 1).to_device(Device::Cpu).flatten(0, -1))?;
-            let lps =
-                Vec::<f32>::try_from(Tensor::stack(&lps, 1).to_device(Device::Cpu).flatten(0, -1))?;
-            pending.clear();
-            for row in 0..b {
-                for j in 0..n {
-                    if finished[row].is_some() {
-                        break;
-                    }
-                    let t = ids[row * n + j] as u32;
-                    tokens[row].push(t);
-                    logprobs[row].push(lps[row * n + j]);
-                    let stopped = self.eos_ids.contains(&t)
-                        || (max_stop_chars > 0
-                            && self.hits_stop(&tokens[row], params, max_stop_chars)?);
-                    if stopped {
-                        finished[row] = Some(FinishReason::Stop);
-                    } else if first + j + 1 == max_new {
-                        finished[row] = Some(FinishReason::Length);
+        });
+        let mut done = 1; // steps whose tokens are in the buffers
+        let mut read = 0; // steps the host has read
+        loop {
+            if done - read >= check_every || done == max_new {
+                let n = done - read;
+                let ids = Vec::<i64>::try_from(
+                    bufs.ids
+                        .narrow(1, read as i64, n as i64)
+                        .to_device(Device::Cpu)
+                        .flatten(0, -1),
+                )?;
+                let lps = Vec::<f32>::try_from(
+                    bufs.logprobs
+                        .narrow(1, read as i64, n as i64)
+                        .to_device(Device::Cpu)
+                        .flatten(0, -1),
+                )?;
+                for row in 0..b {
+                    for j in 0..n {
+                        if finished[row].is_some() {
+                            break;
+                        }
+                        let t = ids[row * n + j] as u32;
+                        tokens[row].push(t);
+                        logprobs[row].push(lps[row * n + j]);
+                        let stopped = self.eos_ids.contains(&t)
+                            || (max_stop_chars > 0
+                                && self.hits_stop(&tokens[row], params, max_stop_chars)?);
+                        if stopped {
+                            finished[row] = Some(FinishReason::Stop);
+                        } else if read + j + 1 == max_new {
+                            finished[row] = Some(FinishReason::Length);
+                        }
                     }
                 }
+                read = done;
+                if finished.iter().all(Option::is_some) || done == max_new {
+                    break;
+                }
             }
-            if finished.iter().all(Option::is_some) {
-                break;
+            // One more step: the next token of every row.
+            let captured = match graph.as_mut() {
+                Some(g) if !g.is_captured() && done > GRAPH_WARMUP_STEPS => Some(g.capture(|| {
+                    let logits = self.model.decode_logits_static(&bufs.tokens, &mut cache);
+                    bufs.emit(&logits, params)
+                })),
+                _ => None,
+            };
+            if let Some(Err(e)) = captured {
+                tracing::warn!(error = %e, "CUDA graph capture failed, decoding eagerly");
+                graph = None;
             }
+            let replayed = match graph.as_ref() {
+                Some(g) if g.is_captured() => {
+                    g.replay()?;
+                    true
+                }
+                _ => false,
+            };
+            if !replayed {
+                let logits = self.model.decode_logits_static(&bufs.tokens, &mut cache);
+                bufs.emit(&logits, params)?;
+            }
+            cache.advance(1);
+            done += 1;
+        }
+        if let Some(mut g) = graph {
+            g.exit_side_stream()?;
         }
 
         tokens
@@ -219,7 +298,10 @@ impl<'a> Generator<'a> {
                     Some(t) if self.eos_ids.contains(t) => &token_ids[..token_ids.len() - 1],
                     _ => &token_ids[..],
                 };
-                let mut text = self.tokenizer.decode(body, true)?;
+                let mut text = match self.tokenizer {
+                    Some(tok) => tok.decode(body, true)?,
+                    None => String::new(),
+                };
                 if let Some(cut) = first_stop(&text, &params.stop) {
                     text.truncate(cut);
                 }
@@ -235,16 +317,71 @@ impl<'a> Generator<'a> {
 
     /// True when the text of the last tokens contains a stop string.
     fn hits_stop(&self, tokens: &[u32], params: &SamplingParams, max_chars: usize) -> Result<bool> {
+        let Some(tokenizer) = self.tokenizer else {
+            return Ok(false);
+        };
         let window = (max_chars + 8).min(tokens.len());
-        let tail = self
-            .tokenizer
-            .decode(&tokens[tokens.len() - window..], false)?;
+        let tail = tokenizer.decode(&tokens[tokens.len() - window..], false)?;
         Ok(params.stop.iter().any(|s| tail.contains(s.as_str())))
     }
 }
 
 /// Steps between reads of the sampled ids on CUDA (each read waits for the GPU).
 const CUDA_CHECK_EVERY: usize = 8;
+
+/// Eager decode steps on the graph's stream before the capture (cuBLAS workspaces and the
+/// allocator's blocks for the step exist by then).
+const GRAPH_WARMUP_STEPS: usize = 2;
+
+/// The device buffers of a generation that one decode step reads and writes in place, so that
+/// the step can be replayed from a CUDA graph.
+struct DecodeBuffers {
+    /// `[B]` i64: the last sampled token of each row (the next step's input).
+    tokens: Tensor,
+    /// `[B, max_new]` i64: sampled ids by step.
+    ids: Tensor,
+    /// `[B, max_new]` f32: their log-probs.
+    logprobs: Tensor,
+    /// `[1]` i64: the step the next sample is written to.
+    step: Tensor,
+    /// `[max_new, B]` f32 uniforms (None when greedy).
+    uniforms: Option<Tensor>,
+}
+
+impl DecodeBuffers {
+    fn new(b: i64, max_new: i64, uniforms: Option<&[f32]>, device: Device) -> Result<Self> {
+        Ok(DecodeBuffers {
+            tokens: Tensor::f_zeros([b], (Kind::Int64, device))?,
+            ids: Tensor::f_zeros([b, max_new], (Kind::Int64, device))?,
+            logprobs: Tensor::f_zeros([b, max_new], (Kind::Float, device))?,
+            step: Tensor::f_zeros([1], (Kind::Int64, device))?,
+            uniforms: match uniforms {
+                Some(u) => Some(
+                    Tensor::f_from_slice(u)?
+                        .view([max_new, b])
+                        .to_device(device),
+                ),
+                None => None,
+            },
+        })
+    }
+
+    /// Samples from `logits` `[B, V]` with this step's uniforms, records the ids and
+    /// log-probs at the current step, feeds the ids back as the next input, advances the step.
+    fn emit(&mut self, logits: &Tensor, params: &SamplingParams) -> Result<()> {
+        let b = self.tokens.size()[0];
+        let u = self
+            .uniforms
+            .as_ref()
+            .map(|u| u.index_select(0, &self.step).view([b]));
+        let (next, lp) = sample(logits, params, u.as_ref())?;
+        let _ = self.ids.index_copy_(1, &self.step, &next.view([b, 1]));
+        let _ = self.logprobs.index_copy_(1, &self.step, &lp.view([b, 1]));
+        self.tokens.copy_(&next);
+        let _ = self.step.g_add_scalar_(1);
+        Ok(())
+    }
+}
 
 /// Byte offset of the earliest stop string in `text`.
 fn first_stop(text: &str, stop: &[String]) -> Option<usize> {

@@ -11,6 +11,7 @@
 
 mod chat;
 mod config;
+mod cuda_graph;
 mod decoder;
 mod device;
 mod error;
@@ -26,6 +27,10 @@ mod weights;
 
 pub use chat::{ChatMessage, ChatTemplate};
 pub use config::{Activation, Arch, DecoderConfig, RopeScaling};
+pub use cuda_graph::{
+    cuda_graphs_available, cuda_graphs_enabled_by_env, cuda_peak_memory, cuda_reset_peak_memory,
+    CudaGraph,
+};
 pub use decoder::{DecoderLm, KvCache};
 pub use device::{cuda_device_count, select_device, torch_info};
 pub use error::{BoxError, Error, Result};

@@ -152,3 +152,55 @@ fn bf16_runs_close_to_f32_and_weights_round_trip_through_safetensors() -> TestRe
     }
     Ok(())
 }
+
+#[test]
+fn static_decode_step_equals_the_growing_cache_and_checks_its_input() -> TestResult {
+    for arch in ARCHS {
+        let m = DecoderLm::random(DecoderConfig::tiny(arch), Device::Cpu, 9)?;
+        let ids = random_ids(2, 9, 128, 10);
+        // Row 0 is left-padded by two.
+        let mask = Tensor::ones([2, 5], (Kind::Int64, Device::Cpu));
+        let _ = mask.get(0).narrow(0, 0, 2).fill_(0);
+        let prompt = ids.narrow(1, 0, 5);
+        let mut growing = KvCache::new(&m, 2, 9)?;
+        let mut fixed = KvCache::new(&m, 2, 16)?;
+        let _ = m.forward_cached(&prompt, Some(&mask), &mut growing)?;
+        let _ = m.forward_cached(&prompt, Some(&mask), &mut fixed)?;
+        for t in 5..9 {
+            let next = ids.narrow(1, t, 1);
+            let want = m.last_logits_cached(&next, None, &mut growing)?;
+            // [B] and [B, 1] ids are both accepted.
+            let step_ids = if t % 2 == 0 {
+                next.squeeze_dim(1)
+            } else {
+                next
+            };
+            let got = m.decode_step(&step_ids, &mut fixed)?;
+            let d = max_abs_diff(&got, &want);
+            assert!(d < 1e-5, "{arch:?} step {t}: static vs growing {d}");
+        }
+        assert_eq!(fixed.len(), 9);
+        // A multi-token forward after static steps equals a full forward over everything.
+        let more = random_ids(2, 2, 128, 11);
+        let got = m.forward_cached(&more, None, &mut fixed)?;
+        let all = Tensor::cat(&[&ids, &more], 1);
+        let all_mask = Tensor::cat(
+            &[&mask, &Tensor::ones([2, 6], (Kind::Int64, Device::Cpu))],
+            1,
+        );
+        let full = m.forward(&all, Some(&all_mask))?.narrow(1, 9, 2);
+        let d = max_abs_diff(&got, &full);
+        assert!(d < 1e-5, "{arch:?}: forward after static steps {d}");
+        // Bad input is an error, not a panic.
+        assert!(m.decode_step(&ids.narrow(1, 0, 2), &mut fixed).is_err());
+        assert!(m
+            .decode_step(&ids.narrow(1, 0, 1).to_kind(Kind::Float), &mut fixed)
+            .is_err());
+        let mut empty = KvCache::new(&m, 2, 4)?;
+        assert!(m.decode_step(&ids.narrow(1, 0, 1), &mut empty).is_err());
+        let mut full = KvCache::new(&m, 2, 5)?;
+        let _ = m.forward_cached(&prompt, Some(&mask), &mut full)?;
+        assert!(m.decode_step(&ids.narrow(1, 5, 1), &mut full).is_err());
+    }
+    Ok(())
+}

@@ -131,3 +131,36 @@ fn end_tokens_and_stop_strings_finish_rows() -> TestResult {
     assert!(g.generate(&ps, &SamplingParams::greedy(0)).is_err());
     Ok(())
 }
+
+#[test]
+fn generator_without_tokenizer_gives_the_same_ids_and_no_text() -> TestResult {
+    let (m, tok) = setup();
+    let ps = prompts(&tok);
+    let params = SamplingParams {
+        temperature: 0.8,
+        top_k: 20,
+        max_new_tokens: 7,
+        seed: Some(4),
+        ..SamplingParams::default()
+    };
+    let with = Generator::new(&m, &tok, &[], 0).generate(&ps, &params)?;
+    let without = Generator::without_tokenizer(&m, &[], 0)
+        .cuda_graph(false)
+        .generate(&ps, &params)?;
+    for (a, b) in with.iter().zip(&without) {
+        assert_eq!(a.token_ids, b.token_ids);
+        assert_eq!(a.logprobs, b.logprobs);
+        assert!(b.text.is_empty());
+    }
+    // The CPU never uses a CUDA graph.
+    assert!(!Generator::without_tokenizer(&m, &[], 0).uses_cuda_graph(100));
+    // Stop strings need a tokenizer.
+    let stop = SamplingParams {
+        stop: vec!["x".into()],
+        ..params
+    };
+    assert!(Generator::without_tokenizer(&m, &[], 0)
+        .generate(&ps, &stop)
+        .is_err());
+    Ok(())
+}

@@ -1,0 +1,142 @@
+//! `wst bench generate|train-step|check` on the CPU with tiny sizes.
+
+use std::path::Path;
+
+use super::wst;
+
+fn run_json(args: &[&str]) -> serde_json::Value {
+    let out = wst().args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "wst {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+#[test]
+fn bench_generate_reports_throughput_and_memory() {
+    let v = run_json(&[
+        "bench",
+        "generate",
+        "--preset",
+        "smollm2-135m",
+        "--batch",
+        "2",
+        "--prompt-len",
+        "4",
+        "--new-tokens",
+        "3",
+        "--device",
+        "cpu",
+        "--warmup",
+        "0",
+        "--iters",
+        "2",
+        "--json",
+    ]);
+    assert_eq!(v["bench"], "generate");
+    assert_eq!(v["model"], "smollm2-135m");
+    assert_eq!(v["device"], "Cpu");
+    assert_eq!(v["dtype"], "f32");
+    assert_eq!(v["cuda_graph"], false);
+    assert_eq!(v["batch"], 2);
+    assert_eq!(v["seconds_all"].as_array().unwrap().len(), 2);
+    assert!(v["tokens_per_s"].as_f64().unwrap() > 0.0);
+    assert!(v["ms_per_step"].as_f64().unwrap() > 0.0);
+    // 135M parameters in f32 are resident at the peak.
+    assert!(
+        v["peak_memory_bytes"].as_u64().unwrap() > 500_000_000,
+        "{v}"
+    );
+}
+
+#[test]
+fn bench_train_step_reports_time_and_the_surrogate_loss() {
+    let v = run_json(&[
+        "bench",
+        "train-step",
+        "--preset",
+        "smollm2-135m",
+        "--batch",
+        "2",
+        "--seq",
+        "8",
+        "--prompt-len",
+        "4",
+        "--micro-batch",
+        "1",
+        "--chunk",
+        "2",
+        "--device",
+        "cpu",
+        "--warmup",
+        "0",
+        "--iters",
+        "1",
+        "--json",
+    ]);
+    assert_eq!(v["bench"], "train-step");
+    assert_eq!(v["head"], "chunked-backward");
+    assert!(v["ms_per_step"].as_f64().unwrap() > 0.0);
+    assert!(v["tokens_per_s"].as_f64().unwrap() > 0.0);
+    assert!(v["loss"].as_f64().unwrap().is_finite());
+    assert!(v["peak_memory_bytes"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn bench_rejects_bad_sizes_with_a_message() {
+    let out = wst()
+        .args([
+            "bench",
+            "train-step",
+            "--preset",
+            "smollm2-135m",
+            "--seq",
+            "8",
+            "--prompt-len",
+            "8",
+            "--device",
+            "cpu",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--prompt-len"));
+    let out = wst()
+        .args(["bench", "generate", "--device", "cpu"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "a model or preset is required");
+}
+
+#[test]
+fn bench_check_passes_on_a_tiny_reference_model() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/testvectors/tiny-qwen2");
+    let model = dir.to_str().unwrap().to_string();
+    let reference = dir.join("reference.json");
+    let v = run_json(&[
+        "bench",
+        "check",
+        "--model",
+        &model,
+        "--reference",
+        reference.to_str().unwrap(),
+        "--device",
+        "cpu",
+        "--json",
+    ]);
+    assert_eq!(v["pass"], true, "{v}");
+    let names: Vec<&str> = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["check"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.iter().any(|n| n.contains("python reference")),
+        "{names:?}"
+    );
+    assert!(names.iter().any(|n| n.contains("bf16")), "{names:?}");
+}

@@ -1,0 +1,122 @@
+//! Builds the CUDA-graph shim (`csrc/cuda_graph.cpp`, a C ABI over `at::cuda::CUDAGraph` and the
+//! caching allocator's statistics) when the libtorch in use has CUDA: its headers, the CUDA
+//! runtime headers and `libtorch_cuda` must all be found. libtorch is located the way torch-sys
+//! does it: `LIBTORCH` (a libtorch folder), else `WST_TORCH_LIB` (a `torch/lib` folder), else the
+//! `torch` package of `WST_PYTHON` / `python3` (`LIBTORCH_USE_PYTORCH`). CUDA headers come from
+//! `CUDA_HOME`, the wheel's `nvidia/cu*/include`, or `/usr/local/cuda/include`.
+//!
+//! When any piece is missing (a CPU-only libtorch) the shim is skipped and the crate is built
+//! without the `wst_cuda_graph` cfg: decoding then always runs eagerly. `WST_NO_CUDA_GRAPH_SHIM=1`
+//! skips it on purpose.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The torch root: a folder with `include/` and `lib/`.
+fn torch_root() -> Option<PathBuf> {
+    if let Ok(lt) = std::env::var("LIBTORCH") {
+        return Some(PathBuf::from(lt));
+    }
+    if let Ok(lib) = std::env::var("WST_TORCH_LIB") {
+        if let Some(root) = Path::new(&lib).parent() {
+            return Some(root.to_path_buf());
+        }
+    }
+    let python = std::env::var("WST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let out = Command::new(python)
+        .args([
+            "-W",
+            "ignore",
+            "-c",
+            "import torch, os; print(os.path.dirname(torch.__file__))",
+        ])
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let dir = PathBuf::from(String::from_utf8(out.stdout).ok()?.trim());
+    dir.is_dir().then_some(dir)
+}
+
+/// A folder holding `cuda_runtime_api.h`.
+fn cuda_include(torch: &Path) -> Option<PathBuf> {
+    // The PyPI wheel ships these headers without `crt/` (scripts/setup.sh adds it).
+    let has =
+        |d: &Path| d.join("cuda_runtime_api.h").is_file() && d.join("crt/host_defines.h").is_file();
+    if let Ok(home) = std::env::var("CUDA_HOME") {
+        let d = PathBuf::from(home).join("include");
+        if has(&d) {
+            return Some(d);
+        }
+    }
+    // The PyPI wheel: site-packages/torch beside site-packages/nvidia/cu13/include.
+    if let Some(site) = torch.parent() {
+        if let Ok(entries) = std::fs::read_dir(site.join("nvidia")) {
+            let mut dirs: Vec<PathBuf> = entries
+                .filter_map(|e| e.ok())
+                .map(|e| e.path().join("include"))
+                .filter(|d| has(d))
+                .collect();
+            dirs.sort();
+            if let Some(d) = dirs.pop() {
+                return Some(d);
+            }
+        }
+    }
+    let d = PathBuf::from("/usr/local/cuda/include");
+    has(&d).then_some(d)
+}
+
+fn main() {
+    for var in [
+        "LIBTORCH",
+        "WST_TORCH_LIB",
+        "WST_PYTHON",
+        "LIBTORCH_USE_PYTORCH",
+        "CUDA_HOME",
+        "WST_NO_CUDA_GRAPH_SHIM",
+    ] {
+        println!("cargo:rerun-if-env-changed={var}");
+    }
+    println!("cargo:rerun-if-changed=csrc/cuda_graph.cpp");
+    println!("cargo::rustc-check-cfg=cfg(wst_cuda_graph)");
+    if std::env::var("WST_NO_CUDA_GRAPH_SHIM").is_ok_and(|v| v == "1") {
+        return;
+    }
+    let Some(root) = torch_root() else {
+        println!("cargo:warning=torch not found: CUDA graphs disabled");
+        return;
+    };
+    let include = root.join("include");
+    let lib = root.join("lib");
+    let graph_header = include.join("ATen/cuda/CUDAGraph.h");
+    if !graph_header.is_file() || !lib.join("libtorch_cuda.so").is_file() {
+        // A CPU-only libtorch: nothing to build, and no warning (it is a normal set-up).
+        return;
+    }
+    let Some(cuda) = cuda_include(&root) else {
+        println!(
+            "cargo:warning=CUDA runtime headers (with crt/) not found; set CUDA_HOME or run \
+             scripts/setup.sh (it installs nvidia-cuda-crt): CUDA graphs disabled"
+        );
+        return;
+    };
+    cc::Build::new()
+        .cpp(true)
+        .pic(true)
+        .warnings(false)
+        .include(&include)
+        .include(include.join("torch/csrc/api/include"))
+        .include(&cuda)
+        .flag("-std=c++17")
+        .flag("-D_GLIBCXX_USE_CXX11_ABI=1")
+        .flag("-DGLOG_USE_GLOG_EXPORT")
+        .file("csrc/cuda_graph.cpp")
+        .compile("wst_cuda_graph");
+    println!("cargo:rustc-link-search=native={}", lib.display());
+    for l in ["torch_cuda", "c10_cuda", "torch_cpu", "c10"] {
+        println!("cargo:rustc-link-lib=dylib={l}");
+    }
+    println!("cargo:rustc-cfg=wst_cuda_graph");
+}
