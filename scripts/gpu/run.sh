@@ -26,6 +26,9 @@ torch_lib=$("$py" -W ignore -c 'import torch, os; print(os.path.join(os.path.dir
   || { echo "run.sh: $py cannot import torch" >&2; exit 1; }
 export LD_LIBRARY_PATH=$torch_lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 wst=$here/bin/wst
+if [ ! -x "$wst" ] && [ -f "$wst.gz" ]; then
+  gunzip -c "$wst.gz" > "$wst.tmp" && chmod +x "$wst.tmp" && mv "$wst.tmp" "$wst"
+fi
 out=${OUT:-$here/out}
 mkdir -p "$out"
 : > "$out/checks.jsonl"
