@@ -254,6 +254,8 @@ pub fn evaluate(
         bail!("[eval]: no held-out queries");
     }
     let mut student = wiring::student(cfg, device)?;
+    // Loaded once (reward models are large); each condition and weight wraps it.
+    let mut base_reward = wiring::reward(cfg, device)?;
     let k = cfg.eval.samples.max(1);
     let sampling = eval_sampling(cfg);
     let batch = cfg.grpo.batch_size.max(1);
@@ -296,8 +298,7 @@ pub fn evaluate(
                 )),
                 ConditionKind::Api { model, url } => api_teacher(cfg, model, url)?,
             };
-            let mut reward =
-                WeightedReward::new(wiring::reward(cfg, device)?, weights_for(cfg, w)?)?;
+            let mut reward = WeightedReward::new(base_reward.as_mut(), weights_for(cfg, w)?)?;
             let t = std::time::Instant::now();
             let samples = eval::evaluate(
                 writer.as_mut(),

@@ -20,6 +20,8 @@ use serde::Deserialize;
 use tch::{Device, Kind, Tensor};
 use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
+use crate::hub::{hub_cache_dir, is_hub_id};
+
 /// Errors of loading and running a GPT-2 classifier. Each names the file, tensor or input.
 #[derive(Debug, thiserror::Error)]
 pub enum Gpt2Error {
@@ -319,7 +321,8 @@ type MissingFn = fn(&Path) -> Option<&'static str>;
 /// Resolves a model given as a local folder or a hub id to a folder where `missing` finds
 /// nothing absent.
 ///
-/// Private to this module until the shared hf-hub helper lands.
+/// The cache folder and id shape come from [`crate::hub`]; the search over every snapshot for
+/// one holding all of a classifier's files is this module's.
 fn resolve_model_dir(spec: &str, missing: MissingFn) -> Result<PathBuf> {
     let path = Path::new(spec);
     if path.is_dir() {
@@ -328,39 +331,10 @@ fn resolve_model_dir(spec: &str, missing: MissingFn) -> Result<PathBuf> {
         }
         return Ok(path.to_path_buf());
     }
-    if !looks_like_hub_id(spec) || path.exists() {
+    if !is_hub_id(spec) || path.exists() {
         return Err(Gpt2Error::NotFound { spec: spec.into() });
     }
     resolve_in_hub_cache(&hub_cache_dir(), spec, missing)
-}
-
-/// `org/name`: two non-empty segments of `[A-Za-z0-9._-]`, not a relative path.
-fn looks_like_hub_id(spec: &str) -> bool {
-    let mut parts = spec.split('/');
-    let (Some(org), Some(name), None) = (parts.next(), parts.next(), parts.next()) else {
-        return false;
-    };
-    let ok = |s: &str| {
-        !s.is_empty()
-            && !s.starts_with('.')
-            && s.chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-    };
-    ok(org) && ok(name)
-}
-
-/// The hub cache: `HF_HUB_CACHE`, `HUGGINGFACE_HUB_CACHE`, `HF_HOME/hub`, else
-/// `~/.cache/huggingface/hub`.
-fn hub_cache_dir() -> PathBuf {
-    let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
-    if let Some(p) = var("HF_HUB_CACHE").or_else(|| var("HUGGINGFACE_HUB_CACHE")) {
-        return PathBuf::from(p);
-    }
-    if let Some(home) = var("HF_HOME") {
-        return PathBuf::from(home).join("hub");
-    }
-    let home = var("HOME").map(PathBuf::from).unwrap_or_default();
-    home.join(".cache").join("huggingface").join("hub")
 }
 
 /// The snapshot of `repo` in `cache` that holds every file: the one `refs/main` names first,
@@ -918,12 +892,10 @@ mod tests {
 
     #[test]
     fn hub_ids_are_recognised() {
-        assert!(looks_like_hub_id(
-            "Ray2333/gpt2-large-harmless-reward_model"
-        ));
-        assert!(looks_like_hub_id("org/name.v2"));
+        assert!(is_hub_id("Ray2333/gpt2-large-harmless-reward_model"));
+        assert!(is_hub_id("org/name.v2"));
         for bad in ["name", "./a", "a/b/c", "/abs/path", "../x", "a/", "a b/c"] {
-            assert!(!looks_like_hub_id(bad), "{bad}");
+            assert!(!is_hub_id(bad), "{bad}");
         }
     }
 
