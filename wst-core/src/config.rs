@@ -520,6 +520,24 @@ impl Config {
             p.push("teacher.model must name a model (path, .gguf file or hub id)".into());
         }
         p.extend(self.teacher.sampling.problems("teacher.sampling"));
+        // The loss scores instructions under softmax(logits / temperature): a truncated
+        // sampling distribution would make every update off-policy.
+        if self.teacher.sampling.top_p < 1.0 {
+            p.push(format!(
+                "teacher.sampling.top_p = {} is not supported: the GRPO loss scores instructions \
+                 under softmax(logits / temperature), so top-p truncation would make the update \
+                 off-policy; set top_p = 1.0 (the temperature alone shapes the teacher)",
+                self.teacher.sampling.top_p
+            ));
+        }
+        if self.teacher.sampling.top_k > 0 {
+            p.push(format!(
+                "teacher.sampling.top_k = {} is not supported: the GRPO loss scores instructions \
+                 under softmax(logits / temperature), so top-k truncation would make the update \
+                 off-policy; set top_k = 0",
+                self.teacher.sampling.top_k
+            ));
+        }
         if self.teacher.sampling.is_greedy() && self.grpo.group_size > 1 {
             p.push(
                 "teacher.sampling.temperature is 0 (greedy): all G instructions of a group would \

@@ -10,6 +10,7 @@
 //! I/O beyond reading a config file, so tools that only need the types build in seconds; the
 //! trainer (`wst-rl`) is written against these traits and the binary wires concrete ones in.
 
+pub mod atomic;
 mod baseline;
 mod config;
 mod error;
