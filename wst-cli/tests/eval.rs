@@ -78,7 +78,8 @@ fn eval_data_equal_to_the_training_data_is_refused_everywhere() {
     let dir = tempfile::tempdir().unwrap();
     let gsm = shared().join("data/gsm8k/test.jsonl");
     let data = format!("dataset = \"gsm8k\"\npath = \"{}\"", gsm.display());
-    let cfg = config(dir.path(), &data, Some(&data));
+    // The same file, read in order: every eval query is a training query.
+    let cfg = config(dir.path(), &data, Some(&format!("{data}\nshuffle = false")));
 
     let out = wst()
         .args(["train", "--dry-run", "--config"])

@@ -141,7 +141,8 @@ fn a_part_of_the_old_format_is_ignored_not_misread() {
 
 #[test]
 fn keys_separate_query_content_and_reward_definition() {
-    let mut store = ParquetBaselines::open(tempfile::tempdir().unwrap().path()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = ParquetBaselines::open(dir.path()).unwrap();
     let k = key(1, 0.7);
     store.put(&[(k.clone(), value(0.3))]).unwrap();
     // Same id, another question (an edited or reordered file).
