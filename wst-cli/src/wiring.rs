@@ -117,21 +117,26 @@ pub fn dry_run(cfg: &Config) -> Result<()> {
         what: "templates".into(),
         outcome: templates(cfg).map(|_| "render".into()),
     });
+    let train = wst_data::load_dataset(&cfg.data, cfg.run.seed);
     checks.push(Check {
         what: format!("data ({})", wst_data::kind_name(cfg.data.dataset)),
-        outcome: wst_data::prompt_source(&cfg.data, cfg.run.seed)
-            .map(|s| {
-                format!(
-                    "{} training queries",
-                    wst_core::PromptSource::len(&s).unwrap_or(0)
-                )
-            })
-            .map_err(anyhow::Error::from),
+        outcome: match &train {
+            Ok(d) => Ok(format!("{} training queries", d.queries.len())),
+            Err(e) => Err(anyhow::anyhow!("{}", wst_core::error_chain(e))),
+        },
     });
     checks.push(Check {
         what: "eval data".into(),
         outcome: wst_data::eval_queries(&cfg.eval, &cfg.data, cfg.run.seed)
-            .map(|q| format!("{} held-out queries", q.len()))
+            .and_then(|q| {
+                if let Ok(d) = &train {
+                    wst_data::check_disjoint(&d.queries, &q)?;
+                }
+                Ok(format!(
+                    "{} held-out queries, none a training query",
+                    q.len()
+                ))
+            })
             .map_err(anyhow::Error::from),
     });
     checks.push(model_check("teacher", &cfg.teacher.model));
@@ -182,20 +187,22 @@ pub fn dry_run(cfg: &Config) -> Result<()> {
             })
             .with_context(|| format!("cannot create {}", cfg.run.output_dir.display())),
     });
-    let mut failed = 0;
+    let mut failed = Vec::new();
     for c in &checks {
         match &c.outcome {
             Ok(msg) => println!("ok    {}: {msg}", c.what),
             Err(e) => {
-                failed += 1;
+                failed.push(format!("{}: {e:#}", c.what));
                 println!("FAIL  {}: {e:#}", c.what);
             }
         }
     }
-    if failed > 0 {
+    if !failed.is_empty() {
         anyhow::bail!(
-            "dry run: {failed} of {} checks failed (see the FAIL lines)",
-            checks.len()
+            "dry run: {} of {} checks failed:\n  {}",
+            failed.len(),
+            checks.len(),
+            failed.join("\n  ")
         );
     }
     println!("dry run: all {} checks passed", checks.len());

@@ -6,6 +6,7 @@ use std::process::Command;
 
 mod bench;
 mod data;
+mod eval;
 mod generate;
 mod score;
 mod train;

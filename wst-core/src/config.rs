@@ -243,6 +243,10 @@ pub struct DataConfig {
     pub arith_count: usize,
     /// Skip malformed rows (counted and reported) instead of failing.
     pub skip_bad_rows: bool,
+    /// Hold out this fraction of the queries (a deterministic split by a hash of each query's
+    /// normalised text): training reads the rest, `[eval]` the held-out part. For a source that
+    /// has no separate test split (MATH-500, one file).
+    pub holdout: Option<f64>,
 }
 
 impl Default for DataConfig {
@@ -260,6 +264,7 @@ impl Default for DataConfig {
             arith_level: ArithLevel::SingleDigit,
             arith_count: 1000,
             skip_bad_rows: false,
+            holdout: None,
         }
     }
 }
@@ -421,6 +426,9 @@ pub struct EvalConfig {
     pub limit: usize,
     /// Student replies per query and condition.
     pub samples: usize,
+    /// The two reward components a weighted evaluation (`wst eval --weights w,...`) trades off:
+    /// weight `1 - w` on the first, `w` on the second.
+    pub weight_axis: [String; 2],
 }
 
 impl Default for EvalConfig {
@@ -429,6 +437,7 @@ impl Default for EvalConfig {
             data: None,
             limit: 100,
             samples: 4,
+            weight_axis: ["harmless".into(), "helpful".into()],
         }
     }
 }
@@ -692,6 +701,9 @@ impl Config {
         if let Some(d) = &self.eval.data {
             p.extend(data_problems(d, "eval.data"));
         }
+        if self.eval.weight_axis[0] == self.eval.weight_axis[1] {
+            p.push("eval.weight_axis must name two different reward components".into());
+        }
         if self.eval.samples == 0 {
             p.push("eval.samples must be >= 1".into());
         }
@@ -731,6 +743,18 @@ fn data_problems(d: &DataConfig, prefix: &str) -> Vec<String> {
     }
     if d.limit == Some(0) {
         p.push(format!("{prefix}.limit must be >= 1 when set"));
+    }
+    if let Some(h) = d.holdout {
+        if !(h > 0.0 && h < 1.0) {
+            p.push(format!(
+                "{prefix}.holdout must be in (0, 1), e.g. 0.2 (got {h})"
+            ));
+        }
+        if d.dataset == DatasetKind::Arith {
+            p.push(format!(
+                "{prefix}.holdout: the arithmetic task has its own held-out split (split = \"test\")"
+            ));
+        }
     }
     p
 }

@@ -14,6 +14,7 @@ pub mod atomic;
 mod baseline;
 mod config;
 mod error;
+mod gsm8k;
 mod query;
 mod reward;
 mod rollout;
@@ -22,14 +23,17 @@ mod source;
 mod student;
 mod template;
 
-pub use baseline::{stable_hash, BaselineKey, BaselineStore, BaselineValue, MemoryBaselines};
+pub use baseline::{
+    reward_hash, stable_hash, BaselineKey, BaselineStore, BaselineValue, MemoryBaselines,
+};
 pub use config::{
     apply_override, error_chain, ArithLevel, Config, DType, DataConfig, DatasetKind, DeviceChoice,
     EvalConfig, GrpoConfig, LossType, RewardConfig, RewardKind, RunConfig, ScaleRewards, Schedule,
     StudentConfig, StudentKind, TeacherConfig,
 };
 pub use error::{Error, Result};
-pub use query::{Instruction, Query};
+pub use gsm8k::parse_gsm8k_reference;
+pub use query::{normalize_query_text, Instruction, Query};
 pub use reward::{Reward, RewardComponents, RewardInput, RewardWeights, WeightedReward};
 pub use rollout::{EvalSample, MemorySink, NullSink, RolloutRecord, RolloutSink};
 pub use sampling::SamplingParams;

@@ -15,8 +15,9 @@ mod latex;
 mod reward;
 
 pub use equiv::equivalent;
-pub use extract::{extract_answer, parse_gsm8k_reference, ExtractOptions};
+pub use extract::{extract_answer, ExtractOptions};
 pub use reward::{MathReward, CORRECT};
+pub use wst_core::parse_gsm8k_reference;
 pub use wst_core::{Reward, RewardComponents, RewardInput, RewardWeights, WeightedReward};
 
 /// The outcome of checking one reply or answer.

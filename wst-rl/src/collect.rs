@@ -41,6 +41,8 @@ pub struct Collector {
     pub templates: PromptTemplates,
     /// Reward weights over components.
     pub weights: RewardWeights,
+    /// [`wst_core::reward_hash`] of the whole `[reward]` table (part of the baseline key).
+    pub reward_hash: String,
     /// Teacher sampling; `max_new_tokens` is the instruction cap.
     pub teacher_sampling: SamplingParams,
     /// Student sampling.
@@ -149,6 +151,7 @@ impl Collector {
         Ok(Collector {
             templates: PromptTemplates::new(config.templates.resolve())?,
             weights: config.reward_weights()?,
+            reward_hash: wst_core::reward_hash(&config.reward),
             teacher_sampling: config.teacher.sampling.clone(),
             student_sampling: config.student.sampling.clone(),
             group_size: config.grpo.group_size,
@@ -165,10 +168,9 @@ impl Collector {
             student_id: student_id.to_string(),
             dataset: dataset.to_string(),
             query_id: query.id.clone(),
-            template_hash: stable_hash(&[
-                &self.templates.student_hash(),
-                &serde_json::to_string(&self.weights).unwrap_or_default(),
-            ]),
+            query_hash: query.content_hash(),
+            template_hash: stable_hash(&[&self.templates.student_hash()]),
+            reward_hash: self.reward_hash.clone(),
             sampling: format!(
                 "{};n={}",
                 self.student_sampling.cache_key(),
