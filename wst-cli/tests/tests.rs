@@ -8,6 +8,7 @@ mod bench;
 mod data;
 mod generate;
 mod score;
+mod student_failures;
 mod train;
 
 fn wst() -> Command {

@@ -1,5 +1,6 @@
 //! wst-rl integration tests (one binary: every test binary links libtorch).
 
+mod failures;
 mod http;
 mod learning;
 mod lm;
