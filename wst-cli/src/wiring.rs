@@ -58,7 +58,8 @@ pub fn student(cfg: &Config, device: Device) -> Result<Box<dyn Student>> {
             Box::new(
                 LocalStudent::new(model, templates)
                     .with_batch_size(s.batch_size)
-                    .with_seed(cfg.run.seed),
+                    .with_seed(cfg.run.seed)
+                    .with_instruction_role(s.instruction_role),
             )
         }
         StudentKind::Openai => Box::new(

@@ -9,6 +9,7 @@ mod data;
 mod eval;
 mod generate;
 mod score;
+mod student_failures;
 mod train;
 
 fn wst() -> Command {

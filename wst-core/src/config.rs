@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::InstructionRole;
 use crate::{Error, Result, RewardWeights, SamplingParams, TemplatesConfig};
 
 /// A whole run: `[run]`, `[teacher]`, `[student]`, `[data]`, `[reward]`, `[grpo]`, `[templates]`,
@@ -158,6 +159,13 @@ pub struct StudentConfig {
     pub baseline_samples: usize,
     /// Sampling of replies.
     pub sampling: SamplingParams,
+    /// Where the instruction goes: `auto` (the system message unless a local student's chat
+    /// template rejects one; HTTP students: the system message), `system` or `user` (the start
+    /// of the user message).
+    pub instruction_role: InstructionRole,
+    /// A step whose share of failed student replies is above this stops the run (after saving
+    /// the finished steps); 1 never stops.
+    pub max_failure_rate: f64,
 }
 
 impl Default for StudentConfig {
@@ -179,6 +187,8 @@ impl Default for StudentConfig {
                 max_new_tokens: 512,
                 ..SamplingParams::default()
             },
+            instruction_role: InstructionRole::Auto,
+            max_failure_rate: 0.5,
         }
     }
 }
@@ -599,6 +609,12 @@ impl Config {
         if s.samples == 0 {
             p.push("student.samples (K) must be >= 1".into());
         }
+        if !(0.0..=1.0).contains(&s.max_failure_rate) {
+            p.push(format!(
+                "student.max_failure_rate must be in [0, 1] (a share of replies), got {}",
+                s.max_failure_rate
+            ));
+        }
         p.extend(s.sampling.problems("student.sampling"));
 
         p.extend(data_problems(&self.data, "data"));
@@ -911,6 +927,32 @@ mod tests {
         assert_eq!(c.teacher.sampling.max_new_tokens, 40);
         assert_eq!(c.student.base_urls, vec!["http://h:1/v1"]);
         assert_eq!(c.reward.weights["helpful"], 0.7);
+    }
+
+    #[test]
+    fn student_instruction_role_and_failure_rate() {
+        let c = Config::from_toml_str(
+            "[teacher]\nmodel = \"t\"\n[student]\nmodel = \"s\"\ninstruction_role = \"user\"\n",
+            "x",
+        )
+        .unwrap();
+        assert_eq!(c.student.instruction_role, InstructionRole::User);
+        assert_eq!(c.student.max_failure_rate, 0.5);
+        assert_eq!(minimal().student.instruction_role, InstructionRole::Auto);
+        let e = Config::from_toml_str("[student]\ninstruction_role = \"assistant\"\n", "x");
+        assert!(error_chain(&e.unwrap_err()).contains("assistant"));
+        for bad in [-0.1, 1.5, f64::NAN] {
+            let mut c = minimal();
+            c.student.max_failure_rate = bad;
+            let p = c.problems();
+            assert!(
+                p.len() == 1 && p[0].starts_with("student.max_failure_rate"),
+                "{p:?}"
+            );
+        }
+        let mut c = minimal();
+        c.student.max_failure_rate = 1.0;
+        c.validate().unwrap();
     }
 
     #[test]

@@ -38,5 +38,7 @@ pub use reward::{Reward, RewardComponents, RewardInput, RewardWeights, WeightedR
 pub use rollout::{EvalSample, MemorySink, NullSink, RolloutRecord, RolloutSink};
 pub use sampling::SamplingParams;
 pub use source::{splitmix64, PromptSource, VecSource};
-pub use student::{Completion, FailedReply, FinishReason, Student, StudentReply, StudentRequest};
+pub use student::{
+    Completion, FailedReply, FinishReason, InstructionRole, Student, StudentReply, StudentRequest,
+};
 pub use template::{ChatPrompt, PromptTemplates, TemplatePreset, TemplateTexts, TemplatesConfig};

@@ -239,7 +239,14 @@ impl<'a> Trainer<'a> {
         let mut out = Vec::new();
         let mut last_ckpt = None;
         while self.step < total {
-            let m = self.train_step()?;
+            let m = match self.train_step() {
+                Ok(m) => m,
+                Err(Error::Incomplete { step, source }) => {
+                    bar.abandon();
+                    return Err(self.stopped(step, *source));
+                }
+                Err(e) => return Err(e),
+            };
             bar.set_message(format!(
                 "reward {:.3}  uplift {:+.3}  kl {:.4}  tied {}/{}",
                 m.reward, m.uplift, m.kl, m.tied_groups, m.groups
@@ -270,6 +277,50 @@ impl<'a> Trainer<'a> {
             metrics: out,
             checkpoint: last_ckpt,
         })
+    }
+
+    /// After a step that could not finish: a checkpoint of the finished steps unless the newest
+    /// one is of them already, and the error saying what is on disk.
+    fn stopped(&mut self, step: u64, source: Error) -> Error {
+        let total = self.config.run.steps;
+        let dir = self.run_dir.display().to_string();
+        let saved = if self.step == 0 {
+            "nothing to save: no step had finished".to_string()
+        } else {
+            tracing::warn!(
+                step = step + 1,
+                "the step could not finish; saving the {} finished steps",
+                self.step
+            );
+            let checkpoint = match checkpoint::latest(&self.run_dir) {
+                Ok(Some((s, path))) if s == self.step => Ok(path),
+                _ => self.save_checkpoint(),
+            };
+            let steps = if self.step == 1 {
+                "step 1".to_string()
+            } else {
+                format!("steps 1-{}", self.step)
+            };
+            match checkpoint {
+                Ok(path) => format!(
+                    "saved: metrics and rollouts of {steps} in {dir}, checkpoint {}; continue \
+                     with `wst train --resume {dir}` once the student answers",
+                    path.display()
+                ),
+                Err(e) => format!(
+                    "saved: metrics and rollouts of {steps} in {dir}; the checkpoint of step {} \
+                     could not be written: {}",
+                    self.step,
+                    wst_core::error_chain(&e)
+                ),
+            }
+        };
+        Error::Stopped {
+            step: step + 1,
+            total,
+            saved,
+            source: Box::new(source),
+        }
     }
 
     /// Writes a checkpoint of the current state (after `self.step()` steps).
@@ -304,8 +355,9 @@ impl<'a> Trainer<'a> {
         let step = self.step;
         let b = self.config.grpo.batch_size;
         let dataset = self.parts.prompts.dataset_id();
+        let position = self.parts.prompts.position();
         let queries = self.parts.prompts.next_batch(b)?;
-        let mut col = self.collector.collect(
+        let col = self.collector.collect(
             step,
             self.parts.policy.as_mut(),
             self.parts.student.as_mut(),
@@ -313,7 +365,19 @@ impl<'a> Trainer<'a> {
             self.parts.baselines.as_mut(),
             &dataset,
             &queries,
-        )?;
+        );
+        let mut col = match col {
+            Ok(c) => c,
+            Err(e) => {
+                // Collection changes nothing but the data cursor: put it back, and the state is
+                // that of the last finished step.
+                self.parts.prompts.set_position(position)?;
+                return Err(Error::Incomplete {
+                    step,
+                    source: Box::new(e),
+                });
+            }
+        };
         let adv = advantage::compute(&col.rewards, self.config.grpo.scale_rewards);
         for (rec, a) in col.records.iter_mut().zip(adv.values.iter().flatten()) {
             rec.advantage = *a;

@@ -1,6 +1,7 @@
 //! wst-rl integration tests (one binary: every test binary links libtorch).
 
 mod baselines;
+mod failures;
 mod http;
 mod learning;
 mod lm;
