@@ -12,8 +12,19 @@ use crate::error::{DataError, Result};
 /// it does not depend on row order, seeds or limits.
 pub fn is_held_out(query: &Query, holdout: f64) -> bool {
     let h = stable_hash(&["holdout", &normalize_query_text(&query.text)]);
-    let x = u64::from_str_radix(&h, 16).unwrap_or(0);
+    let x = mix64(u64::from_str_radix(&h, 16).unwrap_or(0));
     (x as f64) < holdout * (u64::MAX as f64)
+}
+
+/// MurmurHash3's 64-bit finaliser: FNV-1a leaves the high bits of similar short texts
+/// correlated (2000 texts "problem {i}" put 502 below 0.2 without it), so the bits are mixed
+/// before they are compared with the fraction.
+fn mix64(mut x: u64) -> u64 {
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    x ^ (x >> 33)
 }
 
 /// Fails with [`DataError::Overlap`] when an eval query has the id or the normalised text of a

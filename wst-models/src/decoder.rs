@@ -660,12 +660,14 @@ impl DecoderLm {
                 targets.size()
             )));
         }
-        let mut logits = hidden
+        let logits = hidden
             .linear(&self.lm_head, None::<&Tensor>)
             .to_kind(Kind::Float);
-        if temperature != 1.0 {
-            logits = logits / temperature;
-        }
+        let logits = if temperature != 1.0 {
+            logits / temperature
+        } else {
+            logits
+        };
         let picked = logits
             .gather(2, &targets.to_device(self.device()).unsqueeze(-1), false)
             .squeeze_dim(-1);

@@ -18,7 +18,7 @@
 mod reply;
 mod retry;
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -142,6 +142,9 @@ struct Shared {
     max_retries: u32,
     backoff: Backoff,
     counters: Counters,
+    /// Set by the first refusal (401, 403, 404, ...) of a call: requests still waiting for a
+    /// permit are then not sent at all (the call is about to stop).
+    refused: AtomicBool,
 }
 
 /// A student served over HTTP by an OpenAI-compatible chat-completions endpoint.
@@ -214,6 +217,9 @@ impl Shared {
             Ok(p) => p,
             Err(_) => return Attempt::Failed("the client is shutting down".into()),
         };
+        if self.refused.load(Ordering::SeqCst) {
+            return Attempt::Failed("not sent: the endpoint refused an earlier request".into());
+        }
         inc(&self.counters.attempts, 1);
         let mut req = self.client.post(&url).timeout(self.timeout).json(body);
         if let Some(key) = &self.api_key {
@@ -249,6 +255,7 @@ impl Shared {
             inc(&self.counters.client_errors, 1);
             let message = self.server_message(&text);
             if refuses_every_request(code) {
+                self.refused.store(true, Ordering::SeqCst);
                 return Attempt::Refused(HttpStudentError::Refused {
                     url,
                     status: status.to_string(),
@@ -437,6 +444,7 @@ impl HttpStudent {
                 max_retries: config.max_retries,
                 backoff: Backoff::default(),
                 counters: Counters::default(),
+                refused: AtomicBool::new(false),
             }),
             templates,
             instruction_in_user: config.instruction_role == InstructionRole::User,
@@ -558,6 +566,7 @@ impl Student for HttpStudent {
             jobs.push((serde_json::Value::Array(messages), r.k));
         }
         let shared = self.shared.clone();
+        shared.refused.store(false, Ordering::SeqCst);
         let sampling = sampling.clone();
         let id = self.id();
         self.runtime.block_on(async move {
