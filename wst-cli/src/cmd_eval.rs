@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use tch::Device;
 use wst_core::{
     Config, PromptTemplates, RewardWeights, SamplingParams, StudentKind, TemplateTexts,
     WeightedReward,
@@ -19,7 +18,6 @@ use wst_rl::eval::{
     self, ConditionSummary, EvalSample, InstructionWriter, NoInstruction, PolicyTeacher,
     StudentTeacher,
 };
-use wst_rl::LmPolicy;
 
 use crate::plots;
 use crate::wiring;
@@ -114,57 +112,6 @@ pub fn parse_condition(text: &str) -> Result<Condition> {
         ConditionKind::Api { model, .. } => format!("API teacher {model}"),
     });
     Ok(Condition { kind, label })
-}
-
-/// Where a `teacher:PATH` condition's weights come from.
-#[derive(Debug, Clone, PartialEq)]
-enum TeacherSource {
-    /// A trainer checkpoint: base model from its config, weights from its safetensors.
-    Checkpoint(PathBuf),
-    /// A model spec (folder, GGUF, hub id).
-    Model(String),
-}
-
-fn teacher_source(path: &str) -> Result<TeacherSource> {
-    let p = Path::new(path);
-    if p.is_file() && p.file_name().is_some_and(|n| n == "model.safetensors") {
-        return Ok(TeacherSource::Checkpoint(
-            p.parent().unwrap_or(Path::new(".")).to_path_buf(),
-        ));
-    }
-    if p.join("model.safetensors").is_file() && p.join("trainer.json").is_file() {
-        return Ok(TeacherSource::Checkpoint(p.to_path_buf()));
-    }
-    if p.join("checkpoints").is_dir() {
-        let (_, dir) = wst_rl::checkpoint::latest(p)?
-            .with_context(|| format!("run {}: no checkpoint yet", p.display()))?;
-        return Ok(TeacherSource::Checkpoint(dir));
-    }
-    Ok(TeacherSource::Model(path.to_string()))
-}
-
-/// Loads the local teacher of a condition.
-fn local_teacher(cfg: &Config, source: Option<&str>, device: Device) -> Result<LmPolicy> {
-    match source.map(teacher_source).transpose()? {
-        None => wiring::teacher_policy(cfg, device),
-        Some(TeacherSource::Model(spec)) => {
-            let mut c = cfg.clone();
-            c.teacher.model = spec;
-            wiring::teacher_policy(&c, device)
-        }
-        Some(TeacherSource::Checkpoint(dir)) => {
-            // The checkpoint's own config names the base model it was trained from.
-            let saved = dir.join(wst_rl::CONFIG_FILE);
-            let base = match Config::load(&saved, &[]) {
-                Ok(c) => c,
-                Err(_) => cfg.clone(),
-            };
-            let mut policy = wiring::teacher_policy(&base, device)?;
-            policy.load_weights(&dir.join("model.safetensors"))?;
-            eprintln!("teacher weights from {}", dir.display());
-            Ok(policy)
-        }
-    }
 }
 
 /// An API teacher: an OpenAI-compatible endpoint prompted with the teacher templates.
@@ -284,14 +231,14 @@ pub fn evaluate(
                 ConditionKind::None => Box::new(NoInstruction::new(cond.label.clone())),
                 ConditionKind::Untrained => Box::new(PolicyTeacher::new(
                     cond.label.clone(),
-                    local_teacher(cfg, None, device)?,
+                    wiring::teacher_from(cfg, None, device)?,
                     wiring::templates(cfg)?,
                     cfg.teacher.sampling.clone(),
                     cfg.run.seed,
                 )),
                 ConditionKind::Teacher(p) => Box::new(PolicyTeacher::new(
                     cond.label.clone(),
-                    local_teacher(cfg, Some(p), device)?,
+                    wiring::teacher_from(cfg, Some(p), device)?,
                     wiring::templates(cfg)?,
                     cfg.teacher.sampling.clone(),
                     cfg.run.seed,

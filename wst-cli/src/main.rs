@@ -19,6 +19,7 @@ mod cmd_bench;
 mod cmd_check;
 mod cmd_generate;
 mod cmd_score;
+mod serve;
 
 /// Weak-to-Strong Transfer: train a small teacher to write instructions that make a larger
 /// student answer better.
@@ -63,6 +64,9 @@ enum Command {
     Score(cmd_score::ScoreArgs),
     /// Benchmarks and device checks: `wst bench generate|train-step|check`.
     Bench(cmd_bench::BenchArgs),
+    /// OpenAI-compatible server: a local model (`--model`), or the trained teacher in front of
+    /// a config's student (`--config CFG --teacher T`).
+    Serve(serve::ServeArgs),
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -89,6 +93,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Generate(args) => cmd_generate::run(args),
         Command::Score(args) => cmd_score::run(args),
         Command::Bench(args) => cmd_bench::run(args),
+        Command::Serve(args) => serve::run(args),
     }
 }
 

@@ -8,6 +8,7 @@ mod bench;
 mod data;
 mod generate;
 mod score;
+mod serve;
 mod train;
 
 fn wst() -> Command {
@@ -21,7 +22,7 @@ fn help_lists_the_subcommands() {
     let text = String::from_utf8(out.stdout).unwrap();
     for cmd in [
         "demo", "train", "baseline", "eval", "config", "info", "verify", "data", "report",
-        "generate", "score", "bench",
+        "generate", "score", "bench", "serve",
     ] {
         assert!(text.contains(cmd), "{cmd} missing from:\n{text}");
     }
