@@ -6,9 +6,10 @@
 //!   query with the config's teacher template, the config's student (local or HTTP) answers
 //!   with it ([`backend::ProxyBackend`]), exactly as in training and evaluation.
 //!
-//! The router ([`router`]), the request and answer types ([`types`]) and the batching queue
-//! ([`queue`]) are apart, so they could move to a crate of their own.
+//! The router ([`router`]), the request and answer types ([`types`], [`answer`]) and the
+//! batching queue ([`queue`]) are apart, so they could move to a crate of their own.
 
+pub mod answer;
 pub mod backend;
 pub mod queue;
 pub mod router;
