@@ -13,6 +13,7 @@
 mod baseline;
 mod config;
 mod error;
+pub mod hub;
 mod query;
 mod reward;
 mod rollout;
