@@ -7,6 +7,7 @@ use std::process::Command;
 mod bench;
 mod data;
 mod generate;
+mod rewards;
 mod score;
 mod train;
 

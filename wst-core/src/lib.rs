@@ -13,8 +13,11 @@
 mod baseline;
 mod config;
 mod error;
+mod leak;
 mod query;
 mod reward;
+mod reward_config;
+mod reward_mix;
 mod rollout;
 mod sampling;
 mod source;
@@ -28,8 +31,11 @@ pub use config::{
     StudentConfig, StudentKind, TeacherConfig,
 };
 pub use error::{Error, Result};
+pub use leak::{contains_answer, leaks_answer, states_answer};
 pub use query::{Instruction, Query};
 pub use reward::{Reward, RewardComponents, RewardInput, RewardWeights, WeightedReward};
+pub use reward_config::{ComponentKind, RewardComponentConfig};
+pub use reward_mix::{Aggregation, Normalize, RewardMix, RunningStats, NORM_EPS};
 pub use rollout::{EvalSample, MemorySink, NullSink, RolloutRecord, RolloutSink};
 pub use sampling::SamplingParams;
 pub use source::{splitmix64, PromptSource, VecSource};

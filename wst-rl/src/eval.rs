@@ -212,10 +212,13 @@ where
             .collect();
         let replies = student.generate(&requests, sampling)?;
         let mut inputs = Vec::new();
-        for (query, rs) in chunk.iter().zip(&replies) {
+        for ((query, m1), rs) in chunk.iter().zip(&instructions).zip(&replies) {
             for r in rs {
                 if let Some(reply) = r.as_text() {
-                    inputs.push(RewardInput { query, reply });
+                    inputs.push(
+                        RewardInput::new(query, reply)
+                            .with_instruction(m1.as_ref().map(|m| m.text.as_str())),
+                    );
                 }
             }
         }

@@ -310,7 +310,7 @@ impl<'a> Trainer<'a> {
             &dataset,
             &queries,
         )?;
-        let adv = advantage::compute(&col.rewards, self.config.grpo.scale_rewards);
+        let adv = advantage::compute(&col.rewards, self.config.grpo.advantage_scale());
         for (rec, a) in col.records.iter_mut().zip(adv.values.iter().flatten()) {
             rec.advantage = *a;
         }

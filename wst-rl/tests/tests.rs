@@ -3,5 +3,6 @@
 mod http;
 mod learning;
 mod lm;
+mod mix;
 mod resume;
 mod support;
