@@ -1,8 +1,7 @@
 //! Builds the CUDA-graph shim (`csrc/cuda_graph.cpp`, a C ABI over `at::cuda::CUDAGraph` and the
 //! caching allocator's statistics) when the libtorch in use has CUDA: its headers, the CUDA
-//! runtime headers and `libtorch_cuda` must all be found. libtorch is located the way torch-sys
-//! does it: `LIBTORCH` (a libtorch folder), else `WST_TORCH_LIB` (a `torch/lib` folder), else the
-//! `torch` package of `WST_PYTHON` / `python3` (`LIBTORCH_USE_PYTORCH`). CUDA headers come from
+//! runtime headers and `libtorch_cuda` must all be found. libtorch is the one torch-sys linked
+//! (`DEP_TCH_LIBTORCH_LIB`, as in wst-cli's build script). CUDA headers come from
 //! `CUDA_HOME`, the wheel's `nvidia/cu*/include`, or `/usr/local/cuda/include`.
 //!
 //! When any piece is missing (a CPU-only libtorch) the shim is skipped and the crate is built
@@ -10,33 +9,12 @@
 //! skips it on purpose.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-/// The torch root: a folder with `include/` and `lib/`.
+/// The torch root (a folder with `include/` and `lib/`): the parent of the torch/lib folder that
+/// torch-sys linked, from its build-script metadata (`DEP_TCH_LIBTORCH_LIB`).
 fn torch_root() -> Option<PathBuf> {
-    if let Ok(lt) = std::env::var("LIBTORCH") {
-        return Some(PathBuf::from(lt));
-    }
-    if let Ok(lib) = std::env::var("WST_TORCH_LIB") {
-        if let Some(root) = Path::new(&lib).parent() {
-            return Some(root.to_path_buf());
-        }
-    }
-    let python = std::env::var("WST_PYTHON").unwrap_or_else(|_| "python3".into());
-    let out = Command::new(python)
-        .args([
-            "-W",
-            "ignore",
-            "-c",
-            "import torch, os; print(os.path.dirname(torch.__file__))",
-        ])
-        .output()
-        .ok()?;
-    if !out.status.success() {
-        return None;
-    }
-    let dir = PathBuf::from(String::from_utf8(out.stdout).ok()?.trim());
-    dir.is_dir().then_some(dir)
+    let lib = PathBuf::from(std::env::var_os("DEP_TCH_LIBTORCH_LIB")?);
+    lib.parent().map(Path::to_path_buf)
 }
 
 /// A folder holding `cuda_runtime_api.h`.
@@ -70,10 +48,7 @@ fn cuda_include(torch: &Path) -> Option<PathBuf> {
 
 fn main() {
     for var in [
-        "LIBTORCH",
-        "WST_TORCH_LIB",
-        "WST_PYTHON",
-        "LIBTORCH_USE_PYTORCH",
+        "DEP_TCH_LIBTORCH_LIB",
         "CUDA_HOME",
         "WST_NO_CUDA_GRAPH_SHIM",
     ] {

@@ -117,6 +117,7 @@ fn stats(a: StatsArgs) -> Result<()> {
         arith_level: level,
         arith_count: a.arith_count,
         skip_bad_rows: a.skip_bad_rows,
+        holdout: None,
     };
     let what = match &cfg.path {
         Some(p) => format!("loading {} from {p}", a.dataset),

@@ -8,6 +8,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use clap::Args;
 use wst_core::Config;
+use wst_rl::eval::EvalReport;
 
 use crate::cmd_eval;
 use crate::cmd_train;
@@ -97,7 +98,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
     let mut cfg = demo_config(args.quick, &args.set)?;
     cfg.run.name = fresh_run_name(&cfg);
     let run_dir = crate::wiring::run_dir(&cfg);
-    let held_out = wst_data::eval_queries(&cfg.eval, &cfg.data, cfg.run.seed)
+    let held_out = wst_data::check_eval_disjoint(&cfg.eval, &cfg.data, cfg.run.seed)
         .context("[eval]")?
         .len();
     cfg.eval.limit = cfg.eval.limit.min(held_out);
@@ -148,11 +149,12 @@ pub fn run(args: DemoArgs) -> Result<()> {
         &[],
         &out,
         "Held-out arithmetic: accuracy of SmolLM2 (95% CI)",
+        &cmd_eval::EvalOptions::default(),
     )?;
     println!();
-    print!("{}", wst_rl::eval::markdown_table(&outcome.summaries));
+    print!("{}", wst_rl::eval::markdown_table(&outcome.report));
     println!();
-    println!("{}", verdict(&outcome.summaries));
+    println!("{}", verdict(&outcome.report));
     println!();
     println!("run folder {}:", run_dir.display());
     println!("  config.toml, metrics.jsonl, rollouts/, checkpoints/, plots/training.png");
@@ -173,27 +175,79 @@ fn rel(p: &Path, base: &Path) -> PathBuf {
         .unwrap_or_else(|_| p.to_path_buf())
 }
 
-/// One honest sentence on whether training helped.
-pub fn verdict(s: &[wst_rl::eval::ConditionSummary]) -> String {
-    let find = |l: &str| s.iter().find(|c| c.condition == l);
-    let (Some(u), Some(t)) = (find("untrained teacher"), find("trained teacher")) else {
+/// One honest sentence on whether training helped: the paired difference trained - untrained
+/// over the problems both scored (the conditions see the same problems, so their difference
+/// varies less than either score and comparing two separate intervals would be too strict).
+pub fn verdict(report: &EvalReport) -> String {
+    let Some(d) = report.comparison("trained teacher", "untrained teacher") else {
         return String::new();
     };
-    let diff = t.mean - u.mean;
-    if t.ci_lo > u.ci_hi {
+    let ci = format!(
+        "{:+.3} [{:+.3}, {:+.3}] over {} problems",
+        d.mean, d.ci_lo, d.ci_hi, d.problems
+    );
+    let alone = report
+        .comparison("trained teacher", "student alone")
+        .map(|a| {
+            format!(
+                " Against the student alone: {:+.3} [{:+.3}, {:+.3}].",
+                a.mean, a.ci_lo, a.ci_hi
+            )
+        })
+        .unwrap_or_default();
+    if d.ci_lo > 0.0 {
         format!(
-            "The trained teacher beats the untrained one by {diff:+.3} and the 95% intervals do not \
-             overlap."
+            "The trained teacher beats the untrained one: paired difference {ci} (95% CI above \
+             0).{alone}"
         )
-    } else if diff > 0.0 {
+    } else if d.mean > 0.0 {
         format!(
-            "The trained teacher scores {diff:+.3} above the untrained one, but the 95% intervals \
-             overlap: on this few problems the gain is not significant."
+            "The trained teacher scores above the untrained one, {ci}, but the 95% interval \
+             includes 0: on this few problems the gain is not significant.{alone}"
         )
     } else {
         format!(
-            "The trained teacher does NOT beat the untrained one here ({diff:+.3}); try more \
-             steps (--set run.steps=...) or see the README on tuning the demo."
+            "The trained teacher does NOT beat the untrained one here ({ci}); try more steps \
+             (--set run.steps=...) or see the README on tuning the demo.{alone}"
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wst_rl::eval::Comparison;
+
+    fn report(lo: f64, mean: f64, hi: f64) -> EvalReport {
+        EvalReport {
+            conditions: Vec::new(),
+            comparisons: vec![Comparison {
+                a: "trained teacher".into(),
+                b: "untrained teacher".into(),
+                problems: 25,
+                mean,
+                ci_lo: lo,
+                ci_hi: hi,
+            }],
+            excluded: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_verdict_reads_the_paired_interval() {
+        assert!(verdict(&report(0.05, 0.2, 0.35)).starts_with("The trained teacher beats"));
+        let v = verdict(&report(-0.05, 0.1, 0.25));
+        assert!(
+            v.contains("includes 0") && v.contains("+0.100 [-0.050, +0.250] over 25"),
+            "{v}"
+        );
+        assert!(verdict(&report(-0.3, -0.1, 0.1)).contains("does NOT"));
+        assert_eq!(
+            verdict(&EvalReport {
+                comparisons: Vec::new(),
+                ..report(0.0, 0.0, 0.0)
+            }),
+            ""
+        );
     }
 }

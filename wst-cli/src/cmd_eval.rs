@@ -1,7 +1,8 @@
 //! `wst eval`: the paper's Figure 1 comparison on held-out queries — the student alone, local
-//! teachers (untrained or trained) and API teachers — with 95% confidence intervals, per-sample
-//! Parquet, Markdown/CSV tables and PNG charts; with `--weights`, the harmless/helpful Pareto
-//! plot of the HH-RLHF evaluation.
+//! teachers (untrained or trained) and API teachers — with 95% confidence intervals and paired
+//! differences, per-sample Parquet, Markdown/CSV tables and PNG charts; with `--weights`, the
+//! harmless/helpful Pareto plot of the HH-RLHF evaluation. The plan (conditions x weights) and
+//! the statistics live in [`wst_rl::eval`]; this file builds the writers and draws.
 
 use std::path::{Path, PathBuf};
 
@@ -9,15 +10,15 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use tch::Device;
 use wst_core::{
-    Config, PromptTemplates, RewardWeights, SamplingParams, StudentKind, TemplateTexts,
-    WeightedReward,
+    Config, PromptTemplates, RewardKind, RewardWeights, SamplingParams, StudentConfig, StudentKind,
+    TemplateTexts, WeightedReward,
 };
 use wst_data::write_eval_samples;
 use wst_models::HttpStudent;
 use wst_rl::collect::derive_seed;
+use wst_rl::eval::plan::{ConditionKind, Plan, WeightAxis};
 use wst_rl::eval::{
-    self, ConditionSummary, EvalSample, InstructionWriter, NoInstruction, PolicyTeacher,
-    StudentTeacher,
+    self, EvalReport, EvalSample, InstructionWriter, NoInstruction, PolicyTeacher, StudentTeacher,
 };
 use wst_rl::LmPolicy;
 
@@ -36,8 +37,9 @@ pub struct EvalArgs {
     /// Comma-separated conditions, each optionally `=LABEL`: `none` (student alone),
     /// `teacher` (the config's untrained teacher), `teacher:PATH` (a run folder, a checkpoint
     /// folder, a model.safetensors of a checkpoint, or another model), `api-teacher:MODEL@URL`
-    /// (an OpenAI-compatible endpoint writing the instructions). `{w}` in a condition is
-    /// replaced by each `--weights` value.
+    /// (an OpenAI-compatible endpoint writing the instructions; its key comes from
+    /// `--teacher-api-key-env`, never the student's). `{w}` in a condition is replaced by each
+    /// `--weights` value.
     #[arg(
         long,
         value_delimiter = ',',
@@ -45,75 +47,18 @@ pub struct EvalArgs {
         value_name = "LIST"
     )]
     pub conditions: Vec<String>,
-    /// Helpfulness weights w of a harmless/helpful evaluation (reward weights
-    /// harmless = 1 - w, helpful = w), e.g. `0.5,0.7,0.9`; draws the Pareto plot.
+    /// Helpfulness weights w of a harmless/helpful evaluation (reward weights 1 - w and w on
+    /// the two components of `eval.weight_axis`, by default harmless and helpful), e.g.
+    /// `0.5,0.7,0.9`; draws the Pareto plot.
     #[arg(long, value_delimiter = ',')]
     pub weights: Vec<f64>,
+    /// The environment variable holding the API key of `api-teacher:` conditions (none: no key
+    /// is sent). The student's key (`student.api_key_env`) only ever goes to the student's URLs.
+    #[arg(long, value_name = "VAR")]
+    pub teacher_api_key_env: Option<String>,
     /// Output folder (default: `RUN_DIR/eval` of the config's run).
     #[arg(long)]
     pub out: Option<PathBuf>,
-}
-
-/// One parsed condition.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ConditionKind {
-    /// The student alone.
-    None,
-    /// The config's teacher model, untrained.
-    Untrained,
-    /// A teacher from a path (checkpoint or model).
-    Teacher(String),
-    /// An API teacher: model name at a base URL.
-    Api {
-        /// Model name the server expects.
-        model: String,
-        /// Base URL (`http://host:port/v1`).
-        url: String,
-    },
-}
-
-/// A condition and its label.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Condition {
-    /// What writes the instructions.
-    pub kind: ConditionKind,
-    /// Label in tables and plots.
-    pub label: String,
-}
-
-/// Parses `KIND[:ARG][=LABEL]`.
-pub fn parse_condition(text: &str) -> Result<Condition> {
-    let text = text.trim();
-    let (body, label) = match text.rsplit_once('=') {
-        Some((b, l)) if !l.contains('/') && !l.is_empty() => (b, Some(l.to_string())),
-        _ => (text, None),
-    };
-    let (kind, arg) = match body.split_once(':') {
-        Some((k, a)) => (k, Some(a)),
-        None => (body, None),
-    };
-    let kind = match (kind, arg) {
-        ("none", None) => ConditionKind::None,
-        ("teacher", None) => ConditionKind::Untrained,
-        ("teacher", Some(p)) if !p.is_empty() => ConditionKind::Teacher(p.to_string()),
-        ("api-teacher", Some(a)) => match a.split_once('@') {
-            Some((m, u)) if !m.is_empty() && !u.is_empty() => ConditionKind::Api {
-                model: m.to_string(),
-                url: u.to_string(),
-            },
-            _ => bail!("condition `{text}`: write api-teacher:MODEL@URL"),
-        },
-        _ => bail!(
-            "condition `{text}`: expected none, teacher, teacher:PATH or api-teacher:MODEL@URL"
-        ),
-    };
-    let label = label.unwrap_or_else(|| match &kind {
-        ConditionKind::None => "student alone".into(),
-        ConditionKind::Untrained => "untrained teacher".into(),
-        ConditionKind::Teacher(p) => format!("teacher {p}"),
-        ConditionKind::Api { model, .. } => format!("API teacher {model}"),
-    });
-    Ok(Condition { kind, label })
 }
 
 /// Where a `teacher:PATH` condition's weights come from.
@@ -167,25 +112,49 @@ fn local_teacher(cfg: &Config, source: Option<&str>, device: Device) -> Result<L
     }
 }
 
+/// How `api-teacher:` conditions reach their endpoint.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EvalOptions {
+    /// The variable holding the API teachers' key; `None` sends no key.
+    pub teacher_api_key_env: Option<String>,
+}
+
+/// The client config of an API teacher: the student's timeouts and retries, but its own URL,
+/// model and key variable (the student's key must not reach another host).
+pub fn api_teacher_config(
+    cfg: &Config,
+    model: &str,
+    url: &str,
+    key_env: Option<&str>,
+) -> StudentConfig {
+    StudentConfig {
+        kind: StudentKind::Openai,
+        model: model.to_string(),
+        base_urls: vec![url.to_string()],
+        api_key_env: key_env.map(str::to_string),
+        ..cfg.student.clone()
+    }
+}
+
 /// An API teacher: an OpenAI-compatible endpoint prompted with the teacher templates.
-fn api_teacher(cfg: &Config, model: &str, url: &str) -> Result<Box<dyn InstructionWriter>> {
+fn api_teacher(
+    cfg: &Config,
+    label: &str,
+    model: &str,
+    url: &str,
+    opts: &EvalOptions,
+) -> Result<Box<dyn InstructionWriter>> {
     let texts = cfg.templates.resolve();
     let as_student = TemplateTexts {
         student_system: texts.teacher_system.clone(),
         student_user: texts.teacher_user.clone(),
         ..texts
     };
-    let mut sc = cfg.student.clone();
-    sc.kind = StudentKind::Openai;
-    sc.model = model.to_string();
-    sc.base_urls = vec![url.to_string()];
-    if let Ok(var) = std::env::var("WST_TEACHER_API_KEY_ENV") {
-        sc.api_key_env = Some(var);
-    }
+    let sc = api_teacher_config(cfg, model, url, opts.teacher_api_key_env.as_deref());
     let http = HttpStudent::from_config(&sc, PromptTemplates::new(as_student)?)
         .with_context(|| format!("API teacher {model} at {url}"))?;
     Ok(Box::new(StudentTeacher::new(
-        format!("API teacher {model}"),
+        label,
         http,
         cfg.teacher.sampling.clone(),
     )))
@@ -194,8 +163,9 @@ fn api_teacher(cfg: &Config, model: &str, url: &str) -> Result<Box<dyn Instructi
 /// Everything an evaluation produced.
 #[derive(Debug)]
 pub struct EvalOutcome {
-    /// Per-condition summaries (label includes the weight in a weighted evaluation).
-    pub summaries: Vec<ConditionSummary>,
+    /// Per-condition summaries (label includes the weight in a weighted evaluation), paired
+    /// differences and the problems left out of the means.
+    pub report: EvalReport,
     /// Files written.
     pub files: Vec<PathBuf>,
 }
@@ -208,144 +178,125 @@ fn eval_sampling(cfg: &Config) -> SamplingParams {
     s
 }
 
-fn weights_for(cfg: &Config, w: Option<f64>) -> Result<RewardWeights> {
-    match w {
-        None => Ok(RewardWeights(
-            cfg.reward.weights.clone().into_iter().collect(),
-        )),
-        Some(w) => {
-            if !(0.0..=1.0).contains(&w) {
-                bail!("--weights: {w} is outside [0, 1]");
-            }
-            for name in ["harmless", "helpful"] {
-                if !cfg.reward.models.contains_key(name) {
-                    bail!(
-                        "--weights needs reward components `harmless` and `helpful` \
-                         ([reward.models] has {:?})",
-                        cfg.reward.models.keys().collect::<Vec<_>>()
-                    );
-                }
-            }
-            Ok(RewardWeights::new([("harmless", 1.0 - w), ("helpful", w)])?)
-        }
+/// The components the config's reward produces (known before any model is loaded).
+fn reward_components(cfg: &Config) -> Vec<String> {
+    match cfg.reward.kind {
+        RewardKind::Math => vec!["correct".into()],
+        RewardKind::RewardModel => cfg.reward.models.keys().cloned().collect(),
+    }
+}
+
+/// The range of the config's scalar reward, for clipping intervals: accuracy lies in [0, 1];
+/// reward-model scores are raw and unbounded.
+fn reward_bounds(cfg: &Config) -> eval::stats::Bounds {
+    match cfg.reward.kind {
+        RewardKind::Math => Some((0.0, 1.0)),
+        RewardKind::RewardModel => None,
     }
 }
 
 /// Runs `conditions` on the config's held-out queries (per weight when `weights` is not
-/// empty) and writes `samples.parquet`, `table.md`, `table.csv`, `eval.png` (and
-/// `pareto.png`) into `out_dir`.
+/// empty) and writes `samples.parquet`, `table.md`, `table.csv`, `comparisons.csv`,
+/// `eval.png` (and `pareto.png`) into `out_dir`. Refuses held-out queries that overlap the
+/// training queries.
 pub fn evaluate(
     cfg: &Config,
     conditions: &[String],
     weights: &[f64],
     out_dir: &Path,
     title: &str,
+    opts: &EvalOptions,
 ) -> Result<EvalOutcome> {
     // Bad conditions or weights fail before any model is loaded.
-    for c in conditions {
-        parse_condition(&c.replace("{w}", "0.5"))?;
-    }
-    for w in weights {
-        weights_for(cfg, Some(*w))?;
-    }
+    let axis = if weights.is_empty() {
+        None
+    } else {
+        Some(WeightAxis::new(
+            &cfg.eval.weight_axis,
+            &reward_components(cfg),
+        )?)
+    };
+    let plan = Plan::new(conditions, weights, axis)?;
     let device = wiring::device(cfg)?;
-    let queries = wst_data::eval_queries(&cfg.eval, &cfg.data, cfg.run.seed).context("[eval]")?;
+    let queries =
+        wst_data::check_eval_disjoint(&cfg.eval, &cfg.data, cfg.run.seed).context("[eval]")?;
     if queries.is_empty() {
         bail!("[eval]: no held-out queries");
     }
     let mut student = wiring::student(cfg, device)?;
     // Loaded once (reward models are large); each condition and weight wraps it.
     let mut base_reward = wiring::reward(cfg, device)?;
+    let default_weights = RewardWeights(cfg.reward.weights.clone().into_iter().collect());
     let k = cfg.eval.samples.max(1);
     let sampling = eval_sampling(cfg);
     let batch = cfg.grpo.batch_size.max(1);
-    let ws: Vec<Option<f64>> = if weights.is_empty() {
-        vec![None]
-    } else {
-        weights.iter().map(|w| Some(*w)).collect()
-    };
     eprintln!(
         "wst eval: {} held-out queries, K = {k}, conditions {}",
         queries.len(),
         conditions.join(", ")
     );
     let mut samples_all: Vec<EvalSample> = Vec::new();
-    for cond_text in conditions {
-        let per_weight = cond_text.contains("{w}");
-        // Conditions that do not depend on w are run once and re-weighted.
-        let runs: Vec<Option<f64>> = if per_weight { ws.clone() } else { vec![ws[0]] };
-        for w in runs {
-            let text = match w {
-                Some(w) => cond_text.replace("{w}", &format!("{w}")),
-                None => cond_text.clone(),
-            };
-            let cond = parse_condition(&text)?;
-            let mut writer: Box<dyn InstructionWriter> = match &cond.kind {
-                ConditionKind::None => Box::new(NoInstruction::new(cond.label.clone())),
-                ConditionKind::Untrained => Box::new(PolicyTeacher::new(
-                    cond.label.clone(),
-                    local_teacher(cfg, None, device)?,
-                    wiring::templates(cfg)?,
-                    cfg.teacher.sampling.clone(),
-                    cfg.run.seed,
-                )),
-                ConditionKind::Teacher(p) => Box::new(PolicyTeacher::new(
-                    cond.label.clone(),
-                    local_teacher(cfg, Some(p), device)?,
-                    wiring::templates(cfg)?,
-                    cfg.teacher.sampling.clone(),
-                    cfg.run.seed,
-                )),
-                ConditionKind::Api { model, url } => api_teacher(cfg, model, url)?,
-            };
-            let mut reward = WeightedReward::new(base_reward.as_mut(), weights_for(cfg, w)?)?;
-            let t = std::time::Instant::now();
-            let samples = eval::evaluate(
-                writer.as_mut(),
-                student.as_mut(),
-                &mut reward,
-                &queries,
-                k,
-                &sampling,
-                batch,
-            )
-            .with_context(|| format!("condition `{}`", cond.label))?;
-            eprintln!(
-                "  {}: {} replies in {:.1} s",
-                cond.label,
-                samples.len(),
-                t.elapsed().as_secs_f64()
-            );
-            let targets: Vec<Option<f64>> = if per_weight { vec![w] } else { ws.clone() };
-            for tw in targets {
-                let wts = weights_for(cfg, tw)?;
-                for s in &samples {
-                    let mut s = s.clone();
-                    s.weight = tw;
-                    if let Some(x) = tw {
-                        s.condition = format!("{} (w={x})", cond.label);
-                        s.reward = match s.reward {
-                            Some(_) => Some(wts.combine(&s.components)?),
-                            None => None,
-                        };
-                    }
-                    samples_all.push(s);
-                }
+    for run in &plan.runs {
+        let cond = &run.condition;
+        let mut writer: Box<dyn InstructionWriter> = match &cond.kind {
+            ConditionKind::None => Box::new(NoInstruction::new(cond.label.clone())),
+            ConditionKind::Untrained => Box::new(PolicyTeacher::new(
+                cond.label.clone(),
+                local_teacher(cfg, None, device)?,
+                wiring::templates(cfg)?,
+                cfg.teacher.sampling.clone(),
+                cfg.run.seed,
+            )),
+            ConditionKind::Teacher(p) => Box::new(PolicyTeacher::new(
+                cond.label.clone(),
+                local_teacher(cfg, Some(p), device)?,
+                wiring::templates(cfg)?,
+                cfg.teacher.sampling.clone(),
+                cfg.run.seed,
+            )),
+            ConditionKind::Api { model, url } => api_teacher(cfg, &cond.label, model, url, opts)?,
+        };
+        let mut reward = WeightedReward::new(
+            base_reward.as_mut(),
+            plan.weights_for(run.weight, &default_weights)?,
+        )?;
+        let t = std::time::Instant::now();
+        let samples = eval::evaluate(
+            writer.as_mut(),
+            student.as_mut(),
+            &mut reward,
+            &queries,
+            k,
+            &sampling,
+            batch,
+        )
+        .with_context(|| format!("condition `{}`", cond.label))?;
+        let failed = samples.iter().filter(|s| s.reward.is_none()).count();
+        eprintln!(
+            "  {}: {} replies in {:.1} s{}",
+            cond.label,
+            samples.len(),
+            t.elapsed().as_secs_f64(),
+            match samples.iter().find_map(|s| s.error.as_deref()) {
+                Some(e) => format!(" ({failed} failed; first: {e})"),
+                None => String::new(),
             }
-        }
+        );
+        samples_all.extend(plan.report_samples(run, &samples)?);
     }
-    let summaries = eval::summarize(&samples_all);
-    let files = write_outputs(out_dir, &samples_all, &summaries, weights, title)?;
-    Ok(EvalOutcome { summaries, files })
+    let report = eval::summarize(&samples_all, &plan.comparisons(), reward_bounds(cfg));
+    let files = write_outputs(out_dir, &samples_all, &report, plan.axis.as_ref(), title)?;
+    Ok(EvalOutcome { report, files })
 }
 
 fn write_outputs(
     out_dir: &Path,
     samples: &[EvalSample],
-    summaries: &[ConditionSummary],
-    weights: &[f64],
+    report: &EvalReport,
+    axis: Option<&WeightAxis>,
     title: &str,
 ) -> Result<Vec<PathBuf>> {
+    let summaries = &report.conditions;
     std::fs::create_dir_all(out_dir)
         .with_context(|| format!("cannot create {}", out_dir.display()))?;
     let mut files = Vec::new();
@@ -353,10 +304,13 @@ fn write_outputs(
     write_eval_samples(&p, samples)?;
     files.push(p);
     let p = out_dir.join("table.md");
-    wst_data::write_file_atomic(&p, eval::markdown_table(summaries).as_bytes())?;
+    wst_data::write_file_atomic(&p, eval::markdown_table(report).as_bytes())?;
     files.push(p);
     let p = out_dir.join("table.csv");
-    wst_data::write_file_atomic(&p, eval::csv_table(summaries).as_bytes())?;
+    wst_data::write_file_atomic(&p, eval::csv_table(report).as_bytes())?;
+    files.push(p);
+    let p = out_dir.join("comparisons.csv");
+    wst_data::write_file_atomic(&p, eval::summary::comparisons_csv(report).as_bytes())?;
     files.push(p);
     let bars: Vec<plots::Bar> = summaries
         .iter()
@@ -372,7 +326,7 @@ fn write_outputs(
     let p = out_dir.join("eval.png");
     plots::save_png(&buf, &p)?;
     files.push(p);
-    if !weights.is_empty() {
+    if let Some(axis) = axis {
         let mut points = Vec::new();
         for s in summaries {
             let (label, w) = match s.condition.rsplit_once(" (w=") {
@@ -382,8 +336,10 @@ fn write_outputs(
                 ),
                 None => (s.condition.clone(), f64::NAN),
             };
-            if let (Some(h), Some(u)) = (s.components.get("harmless"), s.components.get("helpful"))
-            {
+            if let (Some(h), Some(u)) = (
+                s.components.get(&axis.first),
+                s.components.get(&axis.second),
+            ) {
                 points.push(plots::ParetoPoint {
                     condition: label,
                     weight: w,
@@ -395,7 +351,10 @@ fn write_outputs(
         let mut buf = plots::new_buffer();
         plots::draw_pareto(
             &mut buf,
-            "Harmless vs helpful per condition and weight w",
+            &format!(
+                "{} vs {} per condition and weight w",
+                axis.first, axis.second
+            ),
             &points,
         )?;
         let p = out_dir.join("pareto.png");
@@ -418,8 +377,11 @@ pub fn run(args: EvalArgs) -> Result<()> {
         &args.weights,
         &out,
         &format!("{}: held-out evaluation", cfg.run.name),
+        &EvalOptions {
+            teacher_api_key_env: args.teacher_api_key_env.clone(),
+        },
     )?;
-    print!("{}", eval::markdown_table(&outcome.summaries));
+    print!("{}", eval::markdown_table(&outcome.report));
     for f in &outcome.files {
         println!("wrote {}", f.display());
     }
@@ -431,33 +393,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn conditions_parse_with_labels() {
-        assert_eq!(parse_condition("none").unwrap().label, "student alone");
-        assert_eq!(
-            parse_condition("teacher").unwrap().kind,
-            ConditionKind::Untrained
-        );
-        let c = parse_condition("teacher:runs/demo=trained teacher").unwrap();
-        assert_eq!(c.kind, ConditionKind::Teacher("runs/demo".into()));
-        assert_eq!(c.label, "trained teacher");
-        let c = parse_condition("api-teacher:gpt-4o-mini@https://api.example.com/v1").unwrap();
-        assert_eq!(
-            c.kind,
-            ConditionKind::Api {
-                model: "gpt-4o-mini".into(),
-                url: "https://api.example.com/v1".into()
-            }
-        );
-        assert_eq!(c.label, "API teacher gpt-4o-mini");
-        for bad in [
-            "",
-            "teacher:",
-            "api-teacher:model",
-            "api-teacher:@x",
-            "student",
-        ] {
-            let e = parse_condition(bad).unwrap_err().to_string();
-            assert!(e.contains("condition"), "{bad}: {e}");
-        }
+    fn an_api_teacher_gets_its_own_key_variable_or_none() {
+        let mut cfg = Config::default();
+        cfg.student.kind = StudentKind::Openai;
+        cfg.student.base_urls = vec!["http://student:8000/v1".into()];
+        cfg.student.api_key_env = Some("WST_STUDENT_API_KEY".into());
+        cfg.student.max_retries = 7;
+        let t = api_teacher_config(&cfg, "gpt", "http://teacher:9000/v1", None);
+        assert_eq!(t.api_key_env, None);
+        assert_eq!(t.base_urls, vec!["http://teacher:9000/v1".to_string()]);
+        assert_eq!((t.model.as_str(), t.max_retries), ("gpt", 7));
+        let t = api_teacher_config(&cfg, "gpt", "http://teacher:9000/v1", Some("TEACHER_KEY"));
+        assert_eq!(t.api_key_env.as_deref(), Some("TEACHER_KEY"));
     }
 }

@@ -5,7 +5,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use clap::Args;
 use wst_core::Config;
-use wst_data::{baselines_dir, prompt_source, ParquetBaselines, RolloutStore};
+use wst_data::{
+    baselines_dir, check_disjoint, eval_queries, load_dataset, prompt_source, ParquetBaselines,
+    RolloutStore,
+};
 use wst_rl::{Parts, RunSummary, Trainer};
 
 use crate::plots;
@@ -70,6 +73,16 @@ pub fn run(args: TrainArgs) -> Result<()> {
 /// Trains `cfg` in `run_dir` (fresh, or resumed from its newest checkpoint), then draws the
 /// reward curve into `run_dir/plots/training.png`.
 pub fn train(cfg: &Config, run_dir: &Path, resume: bool, progress: bool) -> Result<RunSummary> {
+    // The data first (and its disjointness from [eval]): cheaper to refuse than models.
+    let data = load_dataset(&cfg.data, cfg.run.seed).context("[data]")?;
+    match eval_queries(&cfg.eval, &cfg.data, cfg.run.seed) {
+        Ok(held_out) => check_disjoint(&data.queries, &held_out)
+            .context("[eval] must not evaluate on training queries")?,
+        Err(e) => eprintln!(
+            "note: [eval] not checked against the training queries ({})",
+            wst_core::error_chain(&e)
+        ),
+    }
     let device = wiring::device(cfg)?;
     eprintln!(
         "wst train: run `{}` in {} on {device:?}",
@@ -86,7 +99,7 @@ pub fn train(cfg: &Config, run_dir: &Path, resume: bool, progress: bool) -> Resu
     };
     let student = wiring::student(cfg, device)?;
     let reward = wiring::reward(cfg, device)?;
-    let prompts = prompt_source(&cfg.data, cfg.run.seed).context("[data]")?;
+    let prompts = data.into_source(cfg.data.seed.unwrap_or(cfg.run.seed), cfg.data.shuffle);
     let sink = RolloutStore::open(run_dir)?;
     let baselines = ParquetBaselines::open(baselines_dir(&cfg.run.output_dir))?;
     let parts = Parts {

@@ -125,7 +125,8 @@ fn run_jsonl(path: &Path, output: Option<&Path>, opts: &ExtractOptions) -> Resul
     }
     match output {
         Some(out) => {
-            write_atomic(out, lines.as_bytes())?;
+            wst_core::atomic::write_file(out, lines.as_bytes())
+                .with_context(|| format!("writing {}", out.display()))?;
             println!("{summary}");
         }
         None => {
@@ -136,14 +137,4 @@ fn run_jsonl(path: &Path, output: Option<&Path>, opts: &ExtractOptions) -> Resul
         }
     }
     Ok(())
-}
-
-/// Writes through a temporary file in the same directory, then renames it into place.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
 }

@@ -1,5 +1,6 @@
 //! The `wst` command: a thin layer that parses flags and TOML and calls the library crates.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -15,8 +16,7 @@ mod wiring;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
-mod cmd_bench;
-mod cmd_check;
+mod bench;
 mod cmd_generate;
 mod cmd_score;
 
@@ -62,7 +62,7 @@ enum Command {
     /// Score a (prompt, response) pair with a GPT-2 reward model.
     Score(cmd_score::ScoreArgs),
     /// Benchmarks and device checks: `wst bench generate|train-step|check`.
-    Bench(cmd_bench::BenchArgs),
+    Bench(bench::BenchArgs),
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -88,7 +88,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Report(args) => cmd_report::run(args),
         Command::Generate(args) => cmd_generate::run(args),
         Command::Score(args) => cmd_score::run(args),
-        Command::Bench(args) => cmd_bench::run(args),
+        Command::Bench(args) => bench::run(args),
     }
 }
 
@@ -99,6 +99,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,

@@ -58,7 +58,8 @@ pub fn student(cfg: &Config, device: Device) -> Result<Box<dyn Student>> {
             Box::new(
                 LocalStudent::new(model, templates)
                     .with_batch_size(s.batch_size)
-                    .with_seed(cfg.run.seed),
+                    .with_seed(cfg.run.seed)
+                    .with_instruction_role(s.instruction_role),
             )
         }
         StudentKind::Openai => Box::new(
@@ -157,21 +158,26 @@ pub fn dry_run(cfg: &Config) -> Result<()> {
         what: "templates".into(),
         outcome: templates(cfg).map(|_| "render".into()),
     });
+    let train = wst_data::load_dataset(&cfg.data, cfg.run.seed);
     checks.push(Check {
         what: format!("data ({})", wst_data::kind_name(cfg.data.dataset)),
-        outcome: wst_data::prompt_source(&cfg.data, cfg.run.seed)
-            .map(|s| {
-                format!(
-                    "{} training queries",
-                    wst_core::PromptSource::len(&s).unwrap_or(0)
-                )
-            })
-            .map_err(anyhow::Error::from),
+        outcome: match &train {
+            Ok(d) => Ok(format!("{} training queries", d.queries.len())),
+            Err(e) => Err(anyhow::anyhow!("{}", wst_core::error_chain(e))),
+        },
     });
     checks.push(Check {
         what: "eval data".into(),
         outcome: wst_data::eval_queries(&cfg.eval, &cfg.data, cfg.run.seed)
-            .map(|q| format!("{} held-out queries", q.len()))
+            .and_then(|q| {
+                if let Ok(d) = &train {
+                    wst_data::check_disjoint(&d.queries, &q)?;
+                }
+                Ok(format!(
+                    "{} held-out queries, none a training query",
+                    q.len()
+                ))
+            })
             .map_err(anyhow::Error::from),
     });
     checks.push(model_check("teacher", &cfg.teacher.model));
@@ -230,20 +236,22 @@ pub fn dry_run(cfg: &Config) -> Result<()> {
             })
             .with_context(|| format!("cannot create {}", cfg.run.output_dir.display())),
     });
-    let mut failed = 0;
+    let mut failed = Vec::new();
     for c in &checks {
         match &c.outcome {
             Ok(msg) => println!("ok    {}: {msg}", c.what),
             Err(e) => {
-                failed += 1;
+                failed.push(format!("{}: {e:#}", c.what));
                 println!("FAIL  {}: {e:#}", c.what);
             }
         }
     }
-    if failed > 0 {
+    if !failed.is_empty() {
         anyhow::bail!(
-            "dry run: {failed} of {} checks failed (see the FAIL lines)",
-            checks.len()
+            "dry run: {} of {} checks failed:\n  {}",
+            failed.len(),
+            checks.len(),
+            failed.join("\n  ")
         );
     }
     println!("dry run: all {} checks passed", checks.len());

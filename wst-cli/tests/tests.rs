@@ -6,9 +6,11 @@ use std::process::Command;
 
 mod bench;
 mod data;
+mod eval;
 mod generate;
 mod rewards;
 mod score;
+mod student_failures;
 mod train;
 
 fn wst() -> Command {

@@ -13,8 +13,13 @@ pub struct BaselineKey {
     pub dataset: String,
     /// The query.
     pub query_id: String,
-    /// [`crate::stable_hash`] of the student prompt template (and reward definition).
+    /// [`crate::Query::content_hash`]: the query's text and reference. Ids can be row positions,
+    /// so an edited or reordered file must not return another question's value.
+    pub query_hash: String,
+    /// [`crate::stable_hash`] of the student prompt template.
     pub template_hash: String,
+    /// [`crate::stable_hash`] of the whole reward definition (kind, weights, models, options).
+    pub reward_hash: String,
     /// [`crate::SamplingParams::cache_key`] of the student's sampling.
     pub sampling: String,
 }
@@ -86,9 +91,47 @@ pub fn stable_hash(parts: &[&str]) -> String {
     format!("{h:016x}")
 }
 
+/// [`BaselineKey::reward_hash`] of a `[reward]` table: everything that changes a score (kind,
+/// weights, reward models, extraction options); `batch_size` only changes speed and is left out.
+pub fn reward_hash(reward: &crate::RewardConfig) -> String {
+    let crate::RewardConfig {
+        kind,
+        weights,
+        models,
+        last_number_fallback,
+        batch_size: _,
+        components,
+    } = reward;
+    let definition =
+        serde_json::to_string(&(kind, weights, models, last_number_fallback, components))
+            .unwrap_or_default();
+    stable_hash(&["reward", &definition])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reward_hash_covers_the_definition_but_not_the_batch_size() {
+        let base = crate::RewardConfig::default();
+        let h = reward_hash(&base);
+        let mut c = base.clone();
+        c.batch_size = 3;
+        assert_eq!(reward_hash(&c), h);
+        let mut c = base.clone();
+        c.last_number_fallback = !c.last_number_fallback;
+        assert_ne!(reward_hash(&c), h);
+        let mut c = base.clone();
+        c.models.insert("helpful".into(), "org/rm".into());
+        assert_ne!(reward_hash(&c), h);
+        let mut c = base.clone();
+        c.kind = crate::RewardKind::RewardModel;
+        assert_ne!(reward_hash(&c), h);
+        let mut c = base;
+        c.weights.insert("correct".into(), 0.5);
+        assert_ne!(reward_hash(&c), h);
+    }
 
     #[test]
     fn stable_hash_is_pinned_and_separates_parts() {

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::InstructionRole;
 use crate::{
     Aggregation, Error, Result, RewardComponentConfig, RewardWeights, SamplingParams,
     TemplatesConfig,
@@ -161,6 +162,13 @@ pub struct StudentConfig {
     pub baseline_samples: usize,
     /// Sampling of replies.
     pub sampling: SamplingParams,
+    /// Where the instruction goes: `auto` (the system message unless a local student's chat
+    /// template rejects one; HTTP students: the system message), `system` or `user` (the start
+    /// of the user message).
+    pub instruction_role: InstructionRole,
+    /// A step whose share of failed student replies is above this stops the run (after saving
+    /// the finished steps); 1 never stops.
+    pub max_failure_rate: f64,
 }
 
 impl Default for StudentConfig {
@@ -182,6 +190,8 @@ impl Default for StudentConfig {
                 max_new_tokens: 512,
                 ..SamplingParams::default()
             },
+            instruction_role: InstructionRole::Auto,
+            max_failure_rate: 0.5,
         }
     }
 }
@@ -246,6 +256,10 @@ pub struct DataConfig {
     pub arith_count: usize,
     /// Skip malformed rows (counted and reported) instead of failing.
     pub skip_bad_rows: bool,
+    /// Hold out this fraction of the queries (a deterministic split by a hash of each query's
+    /// normalised text): training reads the rest, `[eval]` the held-out part. For a source that
+    /// has no separate test split (MATH-500, one file).
+    pub holdout: Option<f64>,
 }
 
 impl Default for DataConfig {
@@ -263,6 +277,7 @@ impl Default for DataConfig {
             arith_level: ArithLevel::SingleDigit,
             arith_count: 1000,
             skip_bad_rows: false,
+            holdout: None,
         }
     }
 }
@@ -439,6 +454,9 @@ pub struct EvalConfig {
     pub limit: usize,
     /// Student replies per query and condition.
     pub samples: usize,
+    /// The two reward components a weighted evaluation (`wst eval --weights w,...`) trades off:
+    /// weight `1 - w` on the first, `w` on the second.
+    pub weight_axis: [String; 2],
 }
 
 impl Default for EvalConfig {
@@ -447,6 +465,7 @@ impl Default for EvalConfig {
             data: None,
             limit: 100,
             samples: 4,
+            weight_axis: ["harmless".into(), "helpful".into()],
         }
     }
 }
@@ -542,6 +561,24 @@ impl Config {
             p.push("teacher.model must name a model (path, .gguf file or hub id)".into());
         }
         p.extend(self.teacher.sampling.problems("teacher.sampling"));
+        // The loss scores instructions under softmax(logits / temperature): a truncated
+        // sampling distribution would make every update off-policy.
+        if self.teacher.sampling.top_p < 1.0 {
+            p.push(format!(
+                "teacher.sampling.top_p = {} is not supported: the GRPO loss scores instructions \
+                 under softmax(logits / temperature), so top-p truncation would make the update \
+                 off-policy; set top_p = 1.0 (the temperature alone shapes the teacher)",
+                self.teacher.sampling.top_p
+            ));
+        }
+        if self.teacher.sampling.top_k > 0 {
+            p.push(format!(
+                "teacher.sampling.top_k = {} is not supported: the GRPO loss scores instructions \
+                 under softmax(logits / temperature), so top-k truncation would make the update \
+                 off-policy; set top_k = 0",
+                self.teacher.sampling.top_k
+            ));
+        }
         if self.teacher.sampling.is_greedy() && self.grpo.group_size > 1 {
             p.push(
                 "teacher.sampling.temperature is 0 (greedy): all G instructions of a group would \
@@ -593,6 +630,12 @@ impl Config {
         }
         if s.samples == 0 {
             p.push("student.samples (K) must be >= 1".into());
+        }
+        if !(0.0..=1.0).contains(&s.max_failure_rate) {
+            p.push(format!(
+                "student.max_failure_rate must be in [0, 1] (a share of replies), got {}",
+                s.max_failure_rate
+            ));
         }
         p.extend(s.sampling.problems("student.sampling"));
 
@@ -711,6 +754,9 @@ impl Config {
         if let Some(d) = &self.eval.data {
             p.extend(data_problems(d, "eval.data"));
         }
+        if self.eval.weight_axis[0] == self.eval.weight_axis[1] {
+            p.push("eval.weight_axis must name two different reward components".into());
+        }
         if self.eval.samples == 0 {
             p.push("eval.samples must be >= 1".into());
         }
@@ -750,6 +796,18 @@ fn data_problems(d: &DataConfig, prefix: &str) -> Vec<String> {
     }
     if d.limit == Some(0) {
         p.push(format!("{prefix}.limit must be >= 1 when set"));
+    }
+    if let Some(h) = d.holdout {
+        if !(h > 0.0 && h < 1.0) {
+            p.push(format!(
+                "{prefix}.holdout must be in (0, 1), e.g. 0.2 (got {h})"
+            ));
+        }
+        if d.dataset == DatasetKind::Arith {
+            p.push(format!(
+                "{prefix}.holdout: the arithmetic task has its own held-out split (split = \"test\")"
+            ));
+        }
     }
     p
 }
@@ -906,6 +964,32 @@ mod tests {
         assert_eq!(c.teacher.sampling.max_new_tokens, 40);
         assert_eq!(c.student.base_urls, vec!["http://h:1/v1"]);
         assert_eq!(c.reward.weights["helpful"], 0.7);
+    }
+
+    #[test]
+    fn student_instruction_role_and_failure_rate() {
+        let c = Config::from_toml_str(
+            "[teacher]\nmodel = \"t\"\n[student]\nmodel = \"s\"\ninstruction_role = \"user\"\n",
+            "x",
+        )
+        .unwrap();
+        assert_eq!(c.student.instruction_role, InstructionRole::User);
+        assert_eq!(c.student.max_failure_rate, 0.5);
+        assert_eq!(minimal().student.instruction_role, InstructionRole::Auto);
+        let e = Config::from_toml_str("[student]\ninstruction_role = \"assistant\"\n", "x");
+        assert!(error_chain(&e.unwrap_err()).contains("assistant"));
+        for bad in [-0.1, 1.5, f64::NAN] {
+            let mut c = minimal();
+            c.student.max_failure_rate = bad;
+            let p = c.problems();
+            assert!(
+                p.len() == 1 && p[0].starts_with("student.max_failure_rate"),
+                "{p:?}"
+            );
+        }
+        let mut c = minimal();
+        c.student.max_failure_rate = 1.0;
+        c.validate().unwrap();
     }
 
     #[test]

@@ -10,9 +10,11 @@
 //! I/O beyond reading a config file, so tools that only need the types build in seconds; the
 //! trainer (`wst-rl`) is written against these traits and the binary wires concrete ones in.
 
+pub mod atomic;
 mod baseline;
 mod config;
 mod error;
+mod gsm8k;
 mod leak;
 mod query;
 mod reward;
@@ -24,20 +26,25 @@ mod source;
 mod student;
 mod template;
 
-pub use baseline::{stable_hash, BaselineKey, BaselineStore, BaselineValue, MemoryBaselines};
+pub use baseline::{
+    reward_hash, stable_hash, BaselineKey, BaselineStore, BaselineValue, MemoryBaselines,
+};
 pub use config::{
     apply_override, error_chain, ArithLevel, Config, DType, DataConfig, DatasetKind, DeviceChoice,
     EvalConfig, GrpoConfig, LossType, RewardConfig, RewardKind, RunConfig, ScaleRewards, Schedule,
     StudentConfig, StudentKind, TeacherConfig,
 };
 pub use error::{Error, Result};
+pub use gsm8k::parse_gsm8k_reference;
 pub use leak::{contains_answer, leaks_answer, states_answer};
-pub use query::{Instruction, Query};
+pub use query::{normalize_query_text, Instruction, Query};
 pub use reward::{Reward, RewardComponents, RewardInput, RewardWeights, WeightedReward};
 pub use reward_config::{ComponentKind, RewardComponentConfig};
 pub use reward_mix::{Aggregation, Normalize, RewardMix, RunningStats, NORM_EPS};
 pub use rollout::{EvalSample, MemorySink, NullSink, RolloutRecord, RolloutSink};
 pub use sampling::SamplingParams;
 pub use source::{splitmix64, PromptSource, VecSource};
-pub use student::{Completion, FailedReply, FinishReason, Student, StudentReply, StudentRequest};
+pub use student::{
+    Completion, FailedReply, FinishReason, InstructionRole, Student, StudentReply, StudentRequest,
+};
 pub use template::{ChatPrompt, PromptTemplates, TemplatePreset, TemplateTexts, TemplatesConfig};

@@ -41,6 +41,25 @@ impl Query {
         self.metadata.insert(key.into(), value.into());
         self
     }
+
+    /// [`crate::stable_hash`] of what the student is asked and what it is scored against (the
+    /// text and the reference): two queries with the same id but different content differ here.
+    pub fn content_hash(&self) -> String {
+        crate::stable_hash(&[
+            "query",
+            &self.text,
+            self.reference.as_deref().unwrap_or("\u{0}none"),
+        ])
+    }
+}
+
+/// The text of a query as compared for overlap between training and evaluation: lowercased,
+/// runs of whitespace as one space, trimmed.
+pub fn normalize_query_text(text: &str) -> String {
+    text.split_whitespace()
+        .map(str::to_lowercase)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// An instruction `m1` written by the teacher for one query.
@@ -62,5 +81,38 @@ impl Instruction {
             num_tokens: 0,
             truncated: false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_hash_covers_text_and_reference() {
+        let q = Query::new("gsm8k/train/0", "What is 2 + 2?").with_reference("4");
+        assert_eq!(
+            q.content_hash(),
+            q.clone().with_meta("x", "y").content_hash()
+        );
+        assert_ne!(
+            q.content_hash(),
+            q.clone().with_reference("5").content_hash()
+        );
+        let other = Query::new("gsm8k/train/0", "What is 2 + 3?").with_reference("4");
+        assert_ne!(q.content_hash(), other.content_hash());
+        assert_ne!(
+            Query::new("a", "x").content_hash(),
+            Query::new("a", "x").with_reference("").content_hash()
+        );
+    }
+
+    #[test]
+    fn normalized_text_ignores_case_and_spacing() {
+        assert_eq!(
+            normalize_query_text("  What is\n2 +  2?\t"),
+            normalize_query_text("what IS 2 + 2?")
+        );
+        assert_ne!(normalize_query_text("2 + 2"), normalize_query_text("2+2"));
     }
 }

@@ -118,4 +118,8 @@ pub struct EvalSample {
     /// The helpfulness weight `w` of a weighted (harmless/helpful) evaluation.
     #[serde(default)]
     pub weight: Option<f64>,
+    /// Why the sample failed (the student's error, or the instruction writer's when no
+    /// instruction could be written); `None` for a scored reply.
+    #[serde(default)]
+    pub error: Option<String>,
 }

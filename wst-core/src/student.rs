@@ -4,6 +4,36 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Query, Result, SamplingParams};
 
+/// Where the student sees the teacher's instruction (`student.instruction_role`).
+///
+/// The instruction is what the student system template renders (`templates.student_system`).
+/// Some chat templates reject a system message (Gemma's raises "System role not supported"), so
+/// the rendered system text can instead open the user message, followed by a blank line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum InstructionRole {
+    /// The system message, unless the student's chat template rejects one (a local model's
+    /// template is rendered once with a system message to find out); then the user message. An
+    /// HTTP student's template is not visible, so `auto` means `system` there.
+    #[default]
+    Auto,
+    /// Always the system message.
+    System,
+    /// Always the start of the user message (no system message is sent).
+    User,
+}
+
+impl InstructionRole {
+    /// The name used in configs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InstructionRole::Auto => "auto",
+            InstructionRole::System => "system",
+            InstructionRole::User => "user",
+        }
+    }
+}
+
 /// One request to the student: answer `query`, guided by `instruction` if present, `k` times.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StudentRequest<'a> {

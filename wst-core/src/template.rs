@@ -119,6 +119,21 @@ pub struct ChatPrompt {
     pub user: String,
 }
 
+impl ChatPrompt {
+    /// The same prompt without a system message: the system text (if any) opens the user
+    /// message, separated from it by a blank line (for chat templates that reject a system
+    /// message).
+    pub fn system_in_user(self) -> ChatPrompt {
+        match self.system {
+            Some(system) => ChatPrompt {
+                system: None,
+                user: format!("{}\n\n{}", system.trim_end(), self.user),
+            },
+            None => self,
+        }
+    }
+}
+
 const NAMES: [&str; 4] = [
     "templates.teacher_system",
     "templates.teacher_user",
@@ -231,6 +246,26 @@ mod tests {
             let s = t.student(&q, Some("Add carefully.")).unwrap();
             assert!(s.system.unwrap().contains("Add carefully."));
         }
+    }
+
+    #[test]
+    fn system_text_moves_to_the_start_of_the_user_message() {
+        let p = ChatPrompt {
+            system: Some("Add the two months' totals.\n".into()),
+            user: "Natalia sold clips.".into(),
+        };
+        assert_eq!(
+            p.system_in_user(),
+            ChatPrompt {
+                system: None,
+                user: "Add the two months' totals.\n\nNatalia sold clips.".into(),
+            }
+        );
+        let alone = ChatPrompt {
+            system: None,
+            user: "q".into(),
+        };
+        assert_eq!(alone.clone().system_in_user(), alone);
     }
 
     #[test]

@@ -19,12 +19,14 @@ use crate::atomic::{now_ms, remove_stale_temps, write_parquet_atomic};
 use crate::error::{DataError, Result};
 use crate::rollouts::scan_files;
 
-/// The baseline columns: key (5), value (3) and when it was written.
-pub const BASELINE_COLUMNS: [&str; 9] = [
+/// The baseline columns: key (7), value (3) and when it was written.
+pub const BASELINE_COLUMNS: [&str; 11] = [
     "student_id",
     "dataset",
     "query_id",
+    "query_hash",
     "template_hash",
+    "reward_hash",
     "sampling",
     "mean",
     "samples",
@@ -52,7 +54,9 @@ fn schema() -> Arc<Schema> {
         s("student_id"),
         s("dataset"),
         s("query_id"),
+        s("query_hash"),
         s("template_hash"),
+        s("reward_hash"),
         s("sampling"),
         Field::new("mean", DataType::Float64, false),
         Field::new("samples", DataType::UInt32, false),
@@ -62,7 +66,7 @@ fn schema() -> Arc<Schema> {
 }
 
 fn to_batch(entries: &[(BaselineKey, BaselineValue)]) -> Result<RecordBatch> {
-    let mut keys: [StringBuilder; 5] = std::array::from_fn(|_| StringBuilder::new());
+    let mut keys: [StringBuilder; 7] = std::array::from_fn(|_| StringBuilder::new());
     let mut mean = Float64Builder::new();
     let mut samples = UInt32Builder::new();
     let mut failures = UInt32Builder::new();
@@ -72,8 +76,10 @@ fn to_batch(entries: &[(BaselineKey, BaselineValue)]) -> Result<RecordBatch> {
         keys[0].append_value(&k.student_id);
         keys[1].append_value(&k.dataset);
         keys[2].append_value(&k.query_id);
-        keys[3].append_value(&k.template_hash);
-        keys[4].append_value(&k.sampling);
+        keys[3].append_value(&k.query_hash);
+        keys[4].append_value(&k.template_hash);
+        keys[5].append_value(&k.reward_hash);
+        keys[6].append_value(&k.sampling);
         mean.append_value(v.mean);
         samples.append_value(v.samples);
         failures.append_value(v.failures);
@@ -146,10 +152,13 @@ impl ParquetBaselines {
         Ok(parts)
     }
 
-    /// Re-reads every part (picking up values other runs appended since `open`).
+    /// Re-reads every part (picking up values other runs appended since `open`). Parts written
+    /// before the key held `query_hash` and `reward_hash` are skipped (their values could belong
+    /// to another question or reward): those baselines are computed again.
     pub fn reload(&mut self) -> Result<()> {
         let parts = self.parts()?;
         self.values.clear();
+        let mut old_rows = 0;
         if parts.is_empty() {
             return Ok(());
         }
@@ -174,11 +183,17 @@ impl ParquetBaselines {
                     .map(|s| s.unwrap_or_default().to_string())
                     .collect())
             };
-            let (student, dataset, query, template, sampling) = (
+            if df.column("query_hash").is_err() || df.column("reward_hash").is_err() {
+                old_rows += df.height();
+                continue;
+            }
+            let (student, dataset, query, query_hash, template, reward_hash, sampling) = (
                 strs("student_id")?,
                 strs("dataset")?,
                 strs("query_id")?,
+                strs("query_hash")?,
                 strs("template_hash")?,
+                strs("reward_hash")?,
                 strs("sampling")?,
             );
             let mean = get("mean")?
@@ -195,7 +210,9 @@ impl ParquetBaselines {
                     student_id: student[i].clone(),
                     dataset: dataset[i].clone(),
                     query_id: query[i].clone(),
+                    query_hash: query_hash[i].clone(),
                     template_hash: template[i].clone(),
+                    reward_hash: reward_hash[i].clone(),
                     sampling: sampling[i].clone(),
                 };
                 let value = BaselineValue {
@@ -207,6 +224,14 @@ impl ParquetBaselines {
                 };
                 self.values.insert(key, value);
             }
+        }
+        if old_rows > 0 {
+            tracing::warn!(
+                store = %self.dir.display(),
+                rows = old_rows,
+                "ignoring baselines of an older cache format (no query or reward hash in the key); \
+                 they are computed again"
+            );
         }
         Ok(())
     }

@@ -8,6 +8,7 @@ use serde_json::Value;
 use wst_core::{DataConfig, DatasetKind, EvalConfig, Query, VecSource};
 
 use crate::arith::{arith_queries, level_name, ArithSplit};
+use crate::disjoint::{check_disjoint, is_held_out};
 use crate::error::{DataError, Result};
 use crate::hub;
 use crate::rows::{files_in_dir, kind_of, read_file, RawRow};
@@ -116,9 +117,34 @@ fn dataset_id(cfg: &DataConfig) -> String {
     }
 }
 
-/// Loads the queries a `[data]` table names. The arithmetic task generates the training side of
-/// its split (or the held-out side for `split = "held-out"`) with `data.seed` or `run_seed`.
+/// Which side of a `data.holdout` split a load reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    /// Everything not held out (all of it without `holdout`).
+    Train,
+    /// The held-out fraction.
+    HeldOut,
+}
+
+/// Loads the queries a `[data]` table names: with `holdout`, those not held out. The arithmetic
+/// task generates the training side of its split (or the held-out side for
+/// `split = "held-out"`) with `data.seed` or `run_seed`.
 pub fn load_dataset(cfg: &DataConfig, run_seed: u64) -> Result<Dataset> {
+    load_side(cfg, run_seed, Side::Train)
+}
+
+/// The held-out fraction `holdout` of the queries a `[data]` table names (the queries
+/// [`load_dataset`] leaves out).
+pub fn load_held_out(cfg: &DataConfig, run_seed: u64) -> Result<Dataset> {
+    if cfg.holdout.is_none() {
+        return Err(DataError::Options(
+            "no holdout fraction set (e.g. holdout = 0.2)".into(),
+        ));
+    }
+    load_side(cfg, run_seed, Side::HeldOut)
+}
+
+fn load_side(cfg: &DataConfig, run_seed: u64, side: Side) -> Result<Dataset> {
     let id = dataset_id(cfg);
     if cfg.limit == Some(0) {
         return Err(DataError::Options("limit must be >= 1".into()));
@@ -151,7 +177,11 @@ pub fn load_dataset(cfg: &DataConfig, run_seed: u64) -> Result<Dataset> {
     }
     let files = resolve_files(cfg.dataset, path, cfg.split.as_deref())?;
     let mut out = Dataset {
-        id: id.clone(),
+        id: match (side, cfg.holdout) {
+            (Side::HeldOut, Some(h)) => format!("{id}/held-out-{h}"),
+            (Side::Train, Some(h)) => format!("{id}/without-held-out-{h}"),
+            _ => id.clone(),
+        },
         queries: Vec::new(),
         files: files.clone(),
         columns: Vec::new(),
@@ -181,6 +211,11 @@ pub fn load_dataset(cfg: &DataConfig, run_seed: u64) -> Result<Dataset> {
             });
             match parsed {
                 Ok(q) => {
+                    if let Some(h) = cfg.holdout {
+                        if is_held_out(&q, h) != (side == Side::HeldOut) {
+                            continue;
+                        }
+                    }
                     out.queries.push(q);
                     if cfg.limit.is_some_and(|l| out.queries.len() >= l) {
                         break 'files;
@@ -217,13 +252,16 @@ pub fn prompt_source(cfg: &DataConfig, run_seed: u64) -> Result<VecSource> {
 /// Seed offset that makes evaluation draws differ from training draws of the same run seed.
 const EVAL_SEED: u64 = 0x5EED_E7A1_0000_0000;
 
-/// The evaluation queries of a run (at most `eval.limit`), never overlapping training:
-/// - `[eval.data]` when set (for `arith`, the held-out side unless it names `split = "train"`);
+/// The evaluation queries of a run (at most `eval.limit`):
+/// - `[eval.data]` when set (for `arith`, the held-out side unless it names `split = "train"`;
+///   with `holdout`, its held-out fraction);
+/// - else, when `[data]` sets `holdout`, the held-out fraction of `[data]`;
 /// - else for `arith`, held-out problems of `[data]`'s level;
 /// - else, when `[data]` reads split `train`, the same source with split `test`;
 /// - else an error asking for `[eval.data]`.
 ///
 /// With `shuffle` the queries are a seeded sample; otherwise the first ones in source order.
+/// [`check_eval_disjoint`] also checks that none of them is a training query.
 pub fn eval_queries(eval: &EvalConfig, data: &DataConfig, run_seed: u64) -> Result<Vec<Query>> {
     let cfg =
         match &eval.data {
@@ -234,6 +272,10 @@ pub fn eval_queries(eval: &EvalConfig, data: &DataConfig, run_seed: u64) -> Resu
                 }
                 d
             }
+            None if data.holdout.is_some() => DataConfig {
+                limit: None,
+                ..data.clone()
+            },
             None if data.dataset == DatasetKind::Arith => DataConfig {
                 split: Some("held-out".into()),
                 seed: Some(data.seed.unwrap_or(run_seed) ^ EVAL_SEED),
@@ -256,7 +298,10 @@ pub fn eval_queries(eval: &EvalConfig, data: &DataConfig, run_seed: u64) -> Resu
         cfg.seed = Some(seed);
         return Ok(load_dataset(&cfg, run_seed)?.queries);
     }
-    let mut queries = load_dataset(&cfg, run_seed)?.queries;
+    let mut queries = match cfg.holdout {
+        Some(_) => load_held_out(&cfg, run_seed)?.queries,
+        None => load_dataset(&cfg, run_seed)?.queries,
+    };
     if cfg.shuffle {
         let mut state = seed;
         for i in (1..queries.len()).rev() {
@@ -265,6 +310,19 @@ pub fn eval_queries(eval: &EvalConfig, data: &DataConfig, run_seed: u64) -> Resu
         }
     }
     queries.truncate(eval.limit);
+    Ok(queries)
+}
+
+/// The evaluation queries of a run ([`eval_queries`]), refused with [`DataError::Overlap`] when
+/// any of them is also a training query of `[data]` (same id or same normalised text).
+pub fn check_eval_disjoint(
+    eval: &EvalConfig,
+    data: &DataConfig,
+    run_seed: u64,
+) -> Result<Vec<Query>> {
+    let train = load_dataset(data, run_seed)?;
+    let queries = eval_queries(eval, data, run_seed)?;
+    check_disjoint(&train.queries, &queries)?;
     Ok(queries)
 }
 
@@ -313,13 +371,6 @@ fn bad_value(row: &RawRow, name: &str, reason: impl Into<String>) -> DataError {
     }
 }
 
-/// The final answer of a GSM8K solution: the integer after the last `####`, commas removed.
-pub fn gsm8k_reference(answer: &str) -> Option<String> {
-    let (_, tail) = answer.rsplit_once("####")?;
-    let cleaned: String = tail.trim().chars().filter(|c| *c != ',').collect();
-    cleaned.parse::<i64>().ok().map(|n| n.to_string())
-}
-
 /// The prompt of an HH-RLHF dialogue: everything up to and including its last `\n\nAssistant:`.
 pub fn hh_prompt(dialogue: &str) -> Option<&str> {
     dialogue
@@ -333,11 +384,11 @@ fn to_query(cfg: &DataConfig, id: &str, index: usize, row: &RawRow) -> Result<Qu
         DatasetKind::Gsm8k => {
             let question = string(row, "question")?;
             let answer = string(row, "answer")?;
-            let reference = gsm8k_reference(&answer).ok_or_else(|| {
+            let reference = wst_core::parse_gsm8k_reference(&answer).ok_or_else(|| {
                 bad_value(
                     row,
                     "answer",
-                    "no integer after `####` (the GSM8K final answer)",
+                    "no number after `####` (the GSM8K final answer)",
                 )
             })?;
             Ok(Query::new(row_id, question)
@@ -394,14 +445,6 @@ fn to_query(cfg: &DataConfig, id: &str, index: usize, row: &RawRow) -> Result<Qu
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn gsm8k_references_strip_commas_and_keep_signs() {
-        assert_eq!(gsm8k_reference("so\n#### 1,000").as_deref(), Some("1000"));
-        assert_eq!(gsm8k_reference("#### -3").as_deref(), Some("-3"));
-        assert_eq!(gsm8k_reference("#### 3.5"), None);
-        assert_eq!(gsm8k_reference("no marker"), None);
-    }
 
     #[test]
     fn hh_prompt_ends_at_last_assistant_turn() {

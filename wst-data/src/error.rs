@@ -186,6 +186,28 @@ pub enum DataError {
     /// The data options do not make sense together.
     #[error("invalid data options: {0}")]
     Options(String),
+
+    /// Evaluation queries that are also training queries.
+    #[error(
+        "{count} of {eval_total} eval queries overlap the training queries (same id or same \
+         normalised text); the first: eval `{eval_id}` is training `{train_id}` ({why}): {text:?}. \
+         Evaluate on held-out queries: [eval.data] with another split or file, or \
+         data.holdout = 0.2 to split one file"
+    )]
+    Overlap {
+        /// Eval queries that overlap.
+        count: usize,
+        /// Eval queries checked.
+        eval_total: usize,
+        /// The first overlapping eval query.
+        eval_id: String,
+        /// The training query it overlaps.
+        train_id: String,
+        /// `same id` or `same text`.
+        why: &'static str,
+        /// Its text (cut to 80 characters).
+        text: String,
+    },
 }
 
 /// `Result` with [`DataError`].

@@ -48,6 +48,12 @@ pub const EVAL_SCHEMA_DOC: &[(&str, &str, &str)] = &[
         "float64?",
         "the weighted scalar reward (null for a failed reply)",
     ),
+    (
+        "error",
+        "utf8?",
+        "why the sample failed: the student's error, or the teacher's when it wrote no \
+         instruction (null: scored)",
+    ),
 ];
 
 /// Writes `rows` to `path` (atomically).
@@ -62,6 +68,7 @@ pub fn write_eval_samples(path: &Path, rows: &[EvalSample]) -> Result<()> {
         Field::new("answer_in_instruction", DataType::Boolean, false),
         Field::new("reply", DataType::Utf8, true),
         Field::new("reward", DataType::Float64, true),
+        Field::new("error", DataType::Utf8, true),
     ];
     let mut condition = StringBuilder::new();
     let mut weight = Float64Builder::new();
@@ -71,6 +78,7 @@ pub fn write_eval_samples(path: &Path, rows: &[EvalSample]) -> Result<()> {
     let mut leaked = BooleanBuilder::new();
     let mut reply = StringBuilder::new();
     let mut reward = Float64Builder::new();
+    let mut error = StringBuilder::new();
     let mut comps: Vec<Float64Builder> = names.iter().map(|_| Float64Builder::new()).collect();
     for r in rows {
         condition.append_value(&r.condition);
@@ -81,6 +89,7 @@ pub fn write_eval_samples(path: &Path, rows: &[EvalSample]) -> Result<()> {
         leaked.append_value(r.answer_in_instruction);
         reply.append_option(r.reply.as_deref());
         reward.append_option(r.reward);
+        error.append_option(r.error.as_deref());
         for (b, name) in comps.iter_mut().zip(&names) {
             b.append_option(r.components.get(name));
         }
@@ -94,6 +103,7 @@ pub fn write_eval_samples(path: &Path, rows: &[EvalSample]) -> Result<()> {
         Arc::new(leaked.finish()),
         Arc::new(reply.finish()),
         Arc::new(reward.finish()),
+        Arc::new(error.finish()),
     ];
     for (mut b, name) in comps.into_iter().zip(&names) {
         fields.push(Field::new(
@@ -133,6 +143,7 @@ mod tests {
                 reply: Some("4".into()),
                 components: RewardComponents::from_pairs([("correct", 1.0)]),
                 reward: Some(1.0),
+                error: None,
             },
             EvalSample {
                 condition: "teacher".into(),
@@ -144,6 +155,7 @@ mod tests {
                 reply: None,
                 components: RewardComponents::default(),
                 reward: None,
+                error: Some("HTTP 500".into()),
             },
         ];
         write_eval_samples(&path, &rows).unwrap();
@@ -159,6 +171,8 @@ mod tests {
         assert_eq!((c.get(0), c.get(1)), (Some(1.0), None));
         let w = df.column("weight").unwrap().f64().unwrap();
         assert_eq!((w.get(0), w.get(1)), (None, Some(0.7)));
+        let e = df.column("error").unwrap().str().unwrap();
+        assert_eq!((e.get(0), e.get(1)), (None, Some("HTTP 500")));
         assert_eq!(
             df.column("instruction").unwrap().str().unwrap().get(1),
             Some("add")

@@ -11,6 +11,7 @@ mod arith;
 mod atomic;
 mod baselines;
 mod datasets;
+mod disjoint;
 mod error;
 mod evals;
 mod hub;
@@ -24,9 +25,10 @@ pub use arith::{
 pub use atomic::write_file_atomic;
 pub use baselines::{baselines_dir, ParquetBaselines, BASELINE_COLUMNS};
 pub use datasets::{
-    eval_queries, gsm8k_reference, hh_prompt, kind_name, load_dataset, prompt_source,
-    resolve_files, Dataset, HH_ASSISTANT,
+    check_eval_disjoint, eval_queries, hh_prompt, kind_name, load_dataset, load_held_out,
+    prompt_source, resolve_files, Dataset, HH_ASSISTANT,
 };
+pub use disjoint::{check_disjoint, is_held_out};
 pub use error::{DataError, Result, RowPos};
 pub use evals::{write_eval_samples, EVAL_SCHEMA_DOC};
 pub use hub::{cache_dirs as hub_cache_dirs, looks_like_hub_id, resolve as resolve_hub_dataset};
@@ -37,3 +39,4 @@ pub use rollouts::{
     ROLLOUT_SCHEMA_DOC,
 };
 pub use rows::{files_in_dir, read_file, Format, RawRow, RawTable};
+pub use wst_core::parse_gsm8k_reference;

@@ -350,3 +350,62 @@ fn eval_defaults_to_the_test_split_of_a_train_source() {
     let e = eval_queries(&eval, &data, 0).unwrap_err().to_string();
     assert!(e.contains("[eval.data]"), "{e}");
 }
+
+#[test]
+fn a_single_file_is_split_by_hash_and_overlap_is_refused() {
+    let mut data = cfg(DatasetKind::Math500, s(&shared("math500/test.jsonl")));
+    data.holdout = Some(0.2);
+    let train = load_dataset(&data, 0).unwrap();
+    let held = wst_data::load_held_out(&data, 0).unwrap();
+    assert_eq!(train.queries.len() + held.queries.len(), 500);
+    assert!(
+        (70..=130).contains(&held.queries.len()),
+        "{}",
+        held.queries.len()
+    );
+    let ids: BTreeSet<&str> = train.queries.iter().map(|q| q.id.as_str()).collect();
+    assert!(held.queries.iter().all(|q| !ids.contains(q.id.as_str())));
+    // The split is by content: another seed, shuffle or limit does not move a problem.
+    let other = DataConfig {
+        seed: Some(99),
+        shuffle: false,
+        limit: Some(50),
+        ..data.clone()
+    };
+    let again = load_dataset(&other, 7).unwrap();
+    assert!(again.queries.iter().all(|q| ids.contains(q.id.as_str())));
+    // [eval] without [eval.data] reads the held-out part, and it does not overlap training.
+    let eval = EvalConfig {
+        limit: 500,
+        ..EvalConfig::default()
+    };
+    let qs = wst_data::check_eval_disjoint(&eval, &data, 0).unwrap();
+    assert_eq!(qs.len(), held.queries.len());
+    // [eval.data] naming the training file itself is refused, naming the first overlap.
+    let same = EvalConfig {
+        data: Some(DataConfig {
+            holdout: None,
+            ..data.clone()
+        }),
+        ..eval.clone()
+    };
+    let e = wst_data::check_eval_disjoint(&same, &data, 0).unwrap_err();
+    let msg = e.to_string();
+    let n = train.queries.len();
+    assert!(
+        msg.starts_with(&format!(
+            "{n} of 500 eval queries overlap the training queries"
+        )),
+        "{msg}"
+    );
+    assert!(msg.contains("(same id)"), "{msg}");
+    // Its own holdout in [eval.data]: the same held-out part, accepted.
+    let own = EvalConfig {
+        data: Some(data.clone()),
+        ..eval
+    };
+    assert_eq!(
+        wst_data::check_eval_disjoint(&own, &data, 0).unwrap().len(),
+        held.queries.len()
+    );
+}

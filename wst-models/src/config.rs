@@ -350,12 +350,110 @@ impl DecoderConfig {
             pad_token_id: Some(0),
         }
     }
+
+    /// Names of the model shapes [`DecoderConfig::preset`] knows.
+    pub const PRESETS: &'static [&'static str] = &["qwen2.5-0.5b", "qwen2.5-1.5b", "smollm2-135m"];
+
+    /// The shape of a named model (from its Hugging Face config.json), for benchmarks on random
+    /// weights: `qwen2.5-0.5b` (hidden 896, 24 layers, 14 heads / 2 KV heads, MLP 4864, vocab
+    /// 151936), `qwen2.5-1.5b` (1536, 28, 12 / 2, 8960, 151936), `smollm2-135m` (Llama; 576, 30,
+    /// 9 / 3, 1536, 49152). `None` for another name ([`DecoderConfig::PRESETS`] lists them).
+    pub fn preset(name: &str) -> Option<Self> {
+        let (hidden, layers, heads, kv, inter, vocab) = match name {
+            "qwen2.5-0.5b" => (896, 24, 14, 2, 4864, 151_936),
+            "qwen2.5-1.5b" => (1536, 28, 12, 2, 8960, 151_936),
+            "smollm2-135m" => (576, 30, 9, 3, 1536, 49_152),
+            _ => return None,
+        };
+        let mut c = DecoderConfig::tiny(Arch::Qwen2);
+        c.hidden_size = hidden;
+        c.num_hidden_layers = layers;
+        c.num_attention_heads = heads;
+        c.num_key_value_heads = kv;
+        c.head_dim = hidden / heads;
+        c.intermediate_size = inter;
+        c.vocab_size = vocab;
+        c.tie_word_embeddings = true;
+        c.hidden_act = Activation::Silu;
+        c.o_bias = false;
+        c.mlp_bias = false;
+        if name == "smollm2-135m" {
+            c.arch = Arch::Llama;
+            c.qkv_bias = false;
+            c.rope_theta = 100_000.0;
+            c.rms_norm_eps = 1e-5;
+            c.max_position_embeddings = 8192;
+        } else {
+            c.qkv_bias = true;
+            c.rope_theta = 1_000_000.0;
+            c.rms_norm_eps = 1e-6;
+            c.max_position_embeddings = 32_768;
+        }
+        Some(c)
+    }
+
+    /// Number of weights of a decoder of this shape (what memory estimates multiply).
+    pub fn num_parameters(&self) -> u64 {
+        let (h, i, v) = (
+            self.hidden_size as u64,
+            self.intermediate_size as u64,
+            self.vocab_size as u64,
+        );
+        let q = (self.num_attention_heads * self.head_dim) as u64;
+        let kv = (self.num_key_value_heads * self.head_dim) as u64;
+        let qkv_bias = if self.qkv_bias { q + 2 * kv } else { 0 };
+        let o_bias = if self.o_bias { h } else { 0 };
+        let mlp_bias = if self.mlp_bias { 2 * i + h } else { 0 };
+        let layer = h * q + 2 * h * kv + qkv_bias + q * h + o_bias + 3 * h * i + mlp_bias + 2 * h;
+        let head = if self.tie_word_embeddings { 0 } else { v * h };
+        v * h + self.num_hidden_layers as u64 * layer + h + head
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn presets_have_the_published_shapes_and_sizes() {
+        let c = DecoderConfig::preset("qwen2.5-0.5b").unwrap();
+        assert_eq!(
+            (c.hidden_size, c.num_hidden_layers, c.head_dim),
+            (896, 24, 64)
+        );
+        // Qwen2.5-0.5B has 0.49B parameters, Qwen2.5-1.5B 1.54B (tied embeddings).
+        assert_eq!(c.num_parameters(), 494_032_768);
+        let c = DecoderConfig::preset("qwen2.5-1.5b").unwrap();
+        assert_eq!(
+            (c.num_attention_heads, c.num_key_value_heads, c.head_dim),
+            (12, 2, 128)
+        );
+        assert!(c.qkv_bias && c.tie_word_embeddings);
+        assert_eq!(c.num_parameters(), 1_543_714_304);
+        let c = DecoderConfig::preset("smollm2-135m").unwrap();
+        assert_eq!(
+            (c.arch, c.vocab_size, c.qkv_bias),
+            (Arch::Llama, 49_152, false)
+        );
+        assert_eq!(c.num_parameters(), 134_515_008);
+        assert!(DecoderConfig::preset("gpt-5").is_none());
+        for name in DecoderConfig::PRESETS {
+            assert!(DecoderConfig::preset(name).is_some(), "{name}");
+        }
+        // The count is what the model allocates.
+        for arch in [Arch::Llama, Arch::Qwen2, Arch::Gemma] {
+            let c = DecoderConfig::tiny(arch);
+            let m = crate::DecoderLm::random(c.clone(), tch::Device::Cpu, 0).unwrap();
+            let n: i64 = m
+                .var_store()
+                .variables()
+                .values()
+                .map(|t| t.numel() as i64)
+                .sum();
+            assert_eq!(n as u64, c.num_parameters(), "{arch:?}");
+        }
+    }
 
     #[test]
     fn reads_nested_rope_and_lists() {

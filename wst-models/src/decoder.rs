@@ -256,15 +256,7 @@ impl DecoderLm {
         kind: Kind,
     ) -> Result<Self> {
         let model = Self::build(config, device, Init::Const(0.0))?;
-        let mut vars: Vec<(String, Tensor)> = model.vs.variables().into_iter().collect();
-        vars.sort_by(|a, b| a.0.cmp(&b.0));
-        tch::no_grad(|| -> Result<()> {
-            for (name, mut var) in vars {
-                let t = store.take(&name, &var.size())?;
-                var.f_copy_(&t)?;
-            }
-            Ok(())
-        })?;
+        store.load_into(&model.vs)?;
         let unused: Vec<String> = store
             .unused()
             .into_iter()
@@ -643,6 +635,22 @@ impl DecoderLm {
     /// [`DecoderLm::hidden_states`]), `targets` `[B, N]` Int64; returns `[B, N]` f32,
     /// differentiable. The f32 logits of only these `N` positions exist at once.
     pub fn head_logprobs(&self, hidden: &Tensor, targets: &Tensor) -> Result<Tensor> {
+        self.head_logprobs_at(hidden, targets, 1.0)
+    }
+
+    /// Like [`DecoderLm::head_logprobs`] under `softmax(logits / temperature)`, the distribution
+    /// [`crate::sample`] draws from at that temperature.
+    pub fn head_logprobs_at(
+        &self,
+        hidden: &Tensor,
+        targets: &Tensor,
+        temperature: f64,
+    ) -> Result<Tensor> {
+        if temperature <= 0.0 || !temperature.is_finite() {
+            return Err(Error::Invalid(format!(
+                "log-probs at temperature {temperature} (must be > 0)"
+            )));
+        }
         let hs = hidden.size();
         if hs.len() != 3 || targets.size() != hs[..2] || targets.kind() != Kind::Int64 {
             return Err(Error::Invalid(format!(
@@ -652,9 +660,12 @@ impl DecoderLm {
                 targets.size()
             )));
         }
-        let logits = hidden
+        let mut logits = hidden
             .linear(&self.lm_head, None::<&Tensor>)
             .to_kind(Kind::Float);
+        if temperature != 1.0 {
+            logits = logits / temperature;
+        }
         let picked = logits
             .gather(2, &targets.to_device(self.device()).unsqueeze(-1), false)
             .squeeze_dim(-1);

@@ -3,19 +3,40 @@
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use wst_core::{
-    Completion, PromptTemplates, SamplingParams, Student, StudentReply, StudentRequest,
+    ChatPrompt, Completion, InstructionRole, PromptTemplates, SamplingParams, Student,
+    StudentReply, StudentRequest,
 };
 
+use crate::chat::ChatMessage;
 use crate::loader::LoadedModel;
 
 /// A student that runs a local model: each request's prompt is rendered by the student
-/// templates and the model's chat template, repeated `k` times, and sampled in batches.
+/// templates and the model's chat template, repeated `k` times, and sampled in batches. The
+/// instruction (the rendered student system template) is the system message, or opens the user
+/// message when [`InstructionRole::User`] is chosen or found (see
+/// [`LocalStudent::with_instruction_role`]).
 #[derive(Debug)]
 pub struct LocalStudent {
     model: LoadedModel,
     templates: PromptTemplates,
     batch_size: usize,
     rng: ChaCha8Rng,
+    instruction_in_user: bool,
+}
+
+/// Whether the chat template of `model` rejects a system message: it is rendered once with a
+/// system and a user message; the render error, if any (`None`: accepted, or no template).
+fn system_message_rejected(model: &LoadedModel) -> Option<crate::Error> {
+    let template = model.template().ok()?;
+    template
+        .render(
+            &[
+                ChatMessage::system("You are a helpful assistant."),
+                ChatMessage::user("Hello"),
+            ],
+            true,
+        )
+        .err()
 }
 
 impl LocalStudent {
@@ -27,7 +48,36 @@ impl LocalStudent {
             templates,
             batch_size: 32,
             rng: ChaCha8Rng::seed_from_u64(0),
+            instruction_in_user: false,
         }
+    }
+
+    /// Where the instruction goes: `system`, `user` (the start of the user message), or `auto`:
+    /// the system message unless the model's chat template raises on one (Gemma's does), which
+    /// is found out here by rendering it once.
+    pub fn with_instruction_role(mut self, role: InstructionRole) -> Self {
+        self.instruction_in_user = match role {
+            InstructionRole::System => false,
+            InstructionRole::User => true,
+            InstructionRole::Auto => match system_message_rejected(&self.model) {
+                Some(e) => {
+                    tracing::info!(
+                        student = %self.model.name,
+                        "the chat template rejects a system message ({}); the instruction goes \
+                         at the start of the user message",
+                        wst_core::error_chain(&e)
+                    );
+                    true
+                }
+                None => false,
+            },
+        };
+        self
+    }
+
+    /// True when the instruction opens the user message instead of being the system message.
+    pub fn instruction_in_user(&self) -> bool {
+        self.instruction_in_user
     }
 
     /// Sequences sampled together (at least 1).
@@ -47,9 +97,32 @@ impl LocalStudent {
         &self.model
     }
 
+    /// The system and user messages of one request, the instruction placed.
+    pub fn prompt(&self, request: &StudentRequest<'_>) -> wst_core::Result<ChatPrompt> {
+        let prompt = self.templates.student(request.query, request.instruction)?;
+        Ok(if self.instruction_in_user {
+            prompt.system_in_user()
+        } else {
+            prompt
+        })
+    }
+
+    /// The chat-formatted text of one request's prompt (what the model reads).
+    pub fn prompt_text(&self, request: &StudentRequest<'_>) -> wst_core::Result<String> {
+        let prompt = self.prompt(request)?;
+        let mut messages = Vec::with_capacity(2);
+        if let Some(system) = prompt.system {
+            messages.push(ChatMessage::system(system));
+        }
+        messages.push(ChatMessage::user(prompt.user));
+        self.model
+            .render_chat(&messages)
+            .map_err(|e| wst_core::Error::other(format!("student {}: prompt", self.id()), e))
+    }
+
     /// Token ids of the chat-formatted prompt of one request.
     pub fn prompt_ids(&self, request: &StudentRequest<'_>) -> wst_core::Result<Vec<u32>> {
-        let prompt = self.templates.student(request.query, request.instruction)?;
+        let prompt = self.prompt(request)?;
         self.model
             .encode_prompt(&prompt)
             .map_err(|e| wst_core::Error::other(format!("student {}: prompt", self.id()), e))
@@ -58,7 +131,11 @@ impl LocalStudent {
 
 impl Student for LocalStudent {
     fn id(&self) -> String {
-        format!("local:{}", self.model.name)
+        if self.instruction_in_user {
+            format!("local:{};instruction=user", self.model.name)
+        } else {
+            format!("local:{}", self.model.name)
+        }
     }
 
     fn generate(

@@ -3,23 +3,33 @@
 //!
 //! Requests run on a private tokio runtime with at most `max_concurrency` in flight per base URL;
 //! several base URLs are used round-robin (a retry goes to the next one). Each attempt has a
-//! timeout; 429, 5xx, timeouts, dropped connections and malformed bodies are retried up to
-//! `max_retries` times with exponential backoff and jitter, or after the server's `Retry-After`.
-//! What is still missing after the last retry becomes a [`StudentReply::Failed`] value, never an
-//! empty answer. The API key is read from the environment variable named in the config, sent only
-//! in the `Authorization` header, and never printed (not even by `Debug`).
+//! timeout; 429, 5xx, 408, timeouts, dropped connections and malformed bodies are retried up to
+//! `max_retries` times with exponential backoff and jitter, or after the server's `Retry-After`
+//! (seconds, or an HTTP-date plus jitter). What is still missing after the last retry becomes a
+//! [`StudentReply::Failed`] value, never an empty answer; so does a choice with `null` or missing
+//! content or `finish_reason: "content_filter"`. Answers no retry can fix end the whole call with
+//! an error naming the status and the server's message: 401, 402, 403, 404, 405, 407, 410 and
+//! 415 (a wrong key, model or URL). Other 4xx (400, 413, 422, ...) are about one request (a
+//! prompt too long, a parameter the server refuses): that request's replies fail, unretried, and
+//! the trainer stops when too many do. The API key is read from the environment variable named
+//! in the config, sent only in the `Authorization` header, and never printed (not even by
+//! `Debug`, nor when a server echoes it in an error message).
+
+mod reply;
+mod retry;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use rand::Rng;
-use serde::Deserialize;
 use tokio::sync::Semaphore;
 use wst_core::{
-    Completion, FinishReason, PromptTemplates, SamplingParams, Student, StudentConfig,
-    StudentReply, StudentRequest,
+    ChatPrompt, Completion, InstructionRole, PromptTemplates, SamplingParams, Student,
+    StudentConfig, StudentReply, StudentRequest,
 };
+
+pub use retry::Backoff;
+use retry::{parse_retry_after, RetryAfter};
 
 /// Errors of building or probing an [`HttpStudent`].
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +46,19 @@ pub enum HttpStudentError {
     /// The HTTP client or runtime could not be built.
     #[error("cannot start the HTTP client")]
     Client(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The endpoint refused a request for a reason no retry can fix (a wrong key, model or URL):
+    /// the status, the server's message (the key masked) and what to check.
+    #[error("{url} answered {status}: {message}; {hint}")]
+    Refused {
+        /// The URL requested.
+        url: String,
+        /// The HTTP status with its reason (`401 Unauthorized`).
+        status: String,
+        /// What the server said.
+        message: String,
+        /// What to check.
+        hint: String,
+    },
     /// The endpoint did not answer the probe as expected.
     #[error("student endpoint {url}: {reason}")]
     Probe {
@@ -77,6 +100,9 @@ pub struct HttpStats {
     pub connection_errors: u64,
     /// 2xx answers whose body was not a chat completion.
     pub malformed: u64,
+    /// Choices that were no reply (`null` or missing content, `content_filter`); counted in
+    /// `failed_replies` too.
+    pub no_content: u64,
     /// Replies returned as completions.
     pub completed_replies: u64,
     /// Replies returned as failures after the last retry.
@@ -94,46 +120,13 @@ struct Counters {
     timeouts: AtomicU64,
     connection_errors: AtomicU64,
     malformed: AtomicU64,
+    no_content: AtomicU64,
     completed_replies: AtomicU64,
     failed_replies: AtomicU64,
 }
 
 fn inc(c: &AtomicU64, n: u64) {
     c.fetch_add(n, Ordering::Relaxed);
-}
-
-/// Backoff of retries: `min(max, base * 2^retry)`, scaled by a random factor in [0.5, 1).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Backoff {
-    /// Delay before the first retry (before jitter).
-    pub base: Duration,
-    /// Longest delay (before jitter).
-    pub max: Duration,
-    /// Longest `Retry-After` honoured.
-    pub max_retry_after: Duration,
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Backoff {
-            base: Duration::from_millis(500),
-            max: Duration::from_secs(30),
-            max_retry_after: Duration::from_secs(120),
-        }
-    }
-}
-
-impl Backoff {
-    fn delay(&self, retry: u32, retry_after: Option<Duration>) -> Duration {
-        if let Some(ra) = retry_after {
-            return ra.min(self.max_retry_after);
-        }
-        let exp = self
-            .base
-            .saturating_mul(1u32.checked_shl(retry.min(20)).unwrap_or(u32::MAX));
-        exp.min(self.max)
-            .mul_f64(0.5 + 0.5 * rand::thread_rng().gen::<f64>())
-    }
 }
 
 #[derive(Debug)]
@@ -144,6 +137,7 @@ struct Shared {
     semaphores: Vec<Arc<Semaphore>>,
     next: AtomicUsize,
     api_key: Option<ApiKey>,
+    api_key_env: Option<String>,
     timeout: Duration,
     max_retries: u32,
     backoff: Backoff,
@@ -154,6 +148,7 @@ struct Shared {
 pub struct HttpStudent {
     shared: Arc<Shared>,
     templates: PromptTemplates,
+    instruction_in_user: bool,
     runtime: tokio::runtime::Runtime,
 }
 
@@ -174,36 +169,41 @@ impl std::fmt::Debug for HttpStudent {
 
 /// One attempt's outcome.
 enum Attempt {
-    /// Choices received.
-    Ok(Vec<Completion>),
+    /// Choices received: replies, or why a choice is none.
+    Ok(Vec<Result<Completion, String>>),
     /// Worth retrying (with the server's `Retry-After`, if any).
-    Retry(String, Option<Duration>),
-    /// Not worth retrying (400, 401, 404, ...).
-    Fatal(String),
+    Retry(String, Option<RetryAfter>),
+    /// This request cannot succeed (400, 413, 422, ...): its replies fail, unretried.
+    Failed(String),
+    /// No request can succeed (401, 403, 404, ...): the whole call stops.
+    Refused(HttpStudentError),
 }
 
-#[derive(Deserialize)]
-struct ChatResponse {
-    choices: Vec<Choice>,
+/// Statuses that say no request to this endpoint can succeed.
+fn refuses_every_request(status: u16) -> bool {
+    matches!(status, 401 | 402 | 403 | 404 | 405 | 407 | 410 | 415)
 }
 
-#[derive(Deserialize)]
-struct Choice {
-    message: Message,
-    #[serde(default)]
-    finish_reason: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct Message {
-    #[serde(default)]
-    content: Option<String>,
-}
-
-fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    let v = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
-    let secs: f64 = v.trim().parse().ok()?;
-    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs))
+/// What to check after an answer of `status` from `url`.
+fn refusal_hint(status: u16, key_env: Option<&str>, model: &str, base: &str) -> String {
+    let key = key_env.map_or(String::new(), |v| format!(" in ${v}"));
+    match status {
+        401 => match key_env {
+            Some(v) => format!("the key in ${v} was not accepted: check the key in ${v}"),
+            None => "no key was sent: set student.api_key_env to the variable that holds it".into(),
+        },
+        402 => format!("the account of the key{key} has no credit or quota left"),
+        403 => format!("the key{key} is not allowed to use model `{model}` here"),
+        404 => format!(
+            "check student.model (`{model}`) and student.base_urls (`{base}`, the part before \
+             /chat/completions)"
+        ),
+        407 => "a proxy wants credentials".into(),
+        _ => format!(
+            "check student.base_urls (`{base}`): it should be an OpenAI-compatible base URL, \
+             ending before /chat/completions"
+        ),
+    }
 }
 
 impl Shared {
@@ -212,7 +212,7 @@ impl Shared {
         let url = format!("{base}/chat/completions");
         let _permit = match self.semaphores[url_index].acquire().await {
             Ok(p) => p,
-            Err(_) => return Attempt::Fatal("the client is shutting down".into()),
+            Err(_) => return Attempt::Failed("the client is shutting down".into()),
         };
         inc(&self.counters.attempts, 1);
         let mut req = self.client.post(&url).timeout(self.timeout).json(body);
@@ -224,57 +224,68 @@ impl Shared {
             Err(e) => return self.transport_error(&url, &e),
         };
         let status = resp.status();
-        let ra = retry_after(resp.headers());
+        let ra = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| parse_retry_after(v, SystemTime::now()));
         let text = match resp.text().await {
             Ok(t) => t,
             Err(e) => return self.transport_error(&url, &e),
         };
-        if status.as_u16() == 429 {
+        let code = status.as_u16();
+        if code == 429 {
             inc(&self.counters.rate_limited, 1);
             return Attempt::Retry(format!("{url}: 429 Too Many Requests"), ra);
         }
         if status.is_server_error() {
             inc(&self.counters.server_errors, 1);
-            return Attempt::Retry(format!("{url}: HTTP {status}"), ra);
+            return Attempt::Retry(
+                format!("{url}: HTTP {status}: {}", self.server_message(&text)),
+                ra,
+            );
         }
         if !status.is_success() {
             inc(&self.counters.client_errors, 1);
-            let msg = format!(
-                "{url}: HTTP {status}: {}",
-                text.chars().take(200).collect::<String>()
-            );
-            return if status.as_u16() == 408 {
+            let message = self.server_message(&text);
+            if refuses_every_request(code) {
+                return Attempt::Refused(HttpStudentError::Refused {
+                    url,
+                    status: status.to_string(),
+                    message,
+                    hint: refusal_hint(code, self.api_key_env.as_deref(), &self.model, base),
+                });
+            }
+            let msg = format!("{url}: HTTP {status}: {message}");
+            return if code == 408 {
                 Attempt::Retry(msg, ra)
             } else {
-                Attempt::Fatal(msg)
+                Attempt::Failed(msg)
             };
         }
-        match serde_json::from_str::<ChatResponse>(&text) {
-            Ok(r) if !r.choices.is_empty() => {
+        match reply::parse_choices(&text) {
+            Ok(choices) => {
                 inc(&self.counters.ok, 1);
                 Attempt::Ok(
-                    r.choices
+                    choices
                         .into_iter()
-                        .map(|c| Completion {
-                            text: c.message.content.unwrap_or_default(),
-                            num_tokens: None,
-                            finish_reason: if c.finish_reason.as_deref() == Some("length") {
-                                FinishReason::Length
-                            } else {
-                                FinishReason::Stop
-                            },
-                        })
+                        .map(|c| c.map_err(|e| format!("{url}: {e}")))
                         .collect(),
                 )
             }
-            Ok(_) => {
-                inc(&self.counters.malformed, 1);
-                Attempt::Retry(format!("{url}: answer has no choices"), None)
-            }
             Err(e) => {
                 inc(&self.counters.malformed, 1);
-                Attempt::Retry(format!("{url}: malformed chat completion: {e}"), None)
+                Attempt::Retry(format!("{url}: {e}"), None)
             }
+        }
+    }
+
+    /// The server's message of an error body, with the API key masked should it be echoed.
+    fn server_message(&self, body: &str) -> String {
+        let msg = reply::server_message(body);
+        match &self.api_key {
+            Some(key) if key.0.len() >= 8 => msg.replace(&key.0, "<redacted>"),
+            _ => msg,
         }
     }
 
@@ -295,13 +306,14 @@ impl Shared {
     }
 
     /// All `k` replies of one request: attempts until `k` choices arrived or retries ran out.
+    /// `Err` when the endpoint refuses every request (401, 403, 404, ...).
     async fn request(
         self: Arc<Self>,
         messages: serde_json::Value,
         k: usize,
         sampling: SamplingParams,
-    ) -> Vec<StudentReply> {
-        let mut got: Vec<Completion> = Vec::with_capacity(k);
+    ) -> Result<Vec<StudentReply>, HttpStudentError> {
+        let mut got: Vec<StudentReply> = Vec::with_capacity(k);
         let mut attempts = 0u32;
         let mut last_error = String::new();
         // Servers may cap `n`: ask again for the rest, at most k times in all.
@@ -315,11 +327,17 @@ impl Shared {
                 "top_p": sampling.top_p,
                 "max_tokens": sampling.max_new_tokens,
             });
+            if sampling.top_k > 0 {
+                body["top_k"] = serde_json::json!(sampling.top_k);
+            }
             if !sampling.stop.is_empty() {
                 body["stop"] = serde_json::json!(sampling.stop);
             }
             if let Some(seed) = sampling.seed {
-                body["seed"] = serde_json::json!(seed.wrapping_add(top_ups as u64) & 0x7fff_ffff);
+                // Offset by the replies already received: a server that seeds choice i with
+                // seed + i then draws new ones, not the first choices again.
+                let seed = seed.wrapping_add(got.len() as u64) & 0x7fff_ffff;
+                body["seed"] = serde_json::json!(seed);
             }
             let mut retry = 0u32;
             let ok = loop {
@@ -327,7 +345,8 @@ impl Shared {
                 attempts += 1;
                 match self.attempt(idx, &body).await {
                     Attempt::Ok(c) => break Some(c),
-                    Attempt::Fatal(e) => {
+                    Attempt::Refused(e) => return Err(e),
+                    Attempt::Failed(e) => {
                         last_error = e;
                         break None;
                     }
@@ -342,26 +361,34 @@ impl Shared {
                     }
                 }
             };
-            match ok {
-                Some(c) => got.extend(c.into_iter().take(k - got.len())),
-                None => break,
+            let Some(choices) = ok else { break };
+            for c in choices.into_iter().take(k - got.len()) {
+                got.push(match c {
+                    Ok(c) => StudentReply::Completed(c),
+                    Err(e) => {
+                        inc(&self.counters.no_content, 1);
+                        StudentReply::failed(e, attempts)
+                    }
+                });
             }
             top_ups += 1;
         }
-        let completed = got.len();
-        let mut out: Vec<StudentReply> = got.into_iter().map(StudentReply::Completed).collect();
-        while out.len() < k {
-            out.push(StudentReply::failed(last_error.clone(), attempts));
+        while got.len() < k {
+            got.push(StudentReply::failed(last_error.clone(), attempts));
         }
-        inc(&self.counters.completed_replies, completed as u64);
-        inc(&self.counters.failed_replies, (k - completed) as u64);
-        out
+        let failed = got.iter().filter(|r| r.is_failed()).count();
+        inc(&self.counters.completed_replies, (k - failed) as u64);
+        inc(&self.counters.failed_replies, failed as u64);
+        Ok(got)
     }
 }
 
 impl HttpStudent {
-    /// Builds the client from `[student]`: base URLs, model name, concurrency, timeout, retries
-    /// and the API key variable (read now; an unset variable is an error naming it).
+    /// Builds the client from `[student]`: base URLs, model name, concurrency, timeout, retries,
+    /// the API key variable (read now; an unset variable is an error naming it) and where the
+    /// instruction goes (`instruction_role`: `user` opens the user message with it; `auto` and
+    /// `system` send it as the system message, since the server's chat template is not visible
+    /// from here).
     pub fn from_config(
         config: &StudentConfig,
         templates: PromptTemplates,
@@ -405,12 +432,14 @@ impl HttpStudent {
                 base_urls,
                 next: AtomicUsize::new(0),
                 api_key,
+                api_key_env: config.api_key_env.clone(),
                 timeout,
                 max_retries: config.max_retries,
                 backoff: Backoff::default(),
                 counters: Counters::default(),
             }),
             templates,
+            instruction_in_user: config.instruction_role == InstructionRole::User,
             runtime,
         })
     }
@@ -438,6 +467,7 @@ impl HttpStudent {
             timeouts: g(&c.timeouts),
             connection_errors: g(&c.connection_errors),
             malformed: g(&c.malformed),
+            no_content: g(&c.no_content),
             completed_replies: g(&c.completed_replies),
             failed_replies: g(&c.failed_replies),
         }
@@ -468,9 +498,17 @@ impl HttpStudent {
                 let status = resp.status();
                 let text = resp.text().await.map_err(|e| err(e.to_string()))?;
                 if !status.is_success() {
-                    return Err(err(format!(
-                        "HTTP {status} (expected 200 with the model list)"
-                    )));
+                    let code = status.as_u16();
+                    let mut reason = format!(
+                        "HTTP {status}: {} (expected 200 with the model list)",
+                        shared.server_message(&text)
+                    );
+                    if refuses_every_request(code) && code != 404 && code != 405 {
+                        let hint =
+                            refusal_hint(code, shared.api_key_env.as_deref(), &shared.model, base);
+                        reason.push_str(&format!("; {hint}"));
+                    }
+                    return Err(err(reason));
                 }
                 let v: serde_json::Value = serde_json::from_str(&text)
                     .map_err(|e| err(format!("the model list is not JSON: {e}")))?;
@@ -494,7 +532,11 @@ impl HttpStudent {
 
 impl Student for HttpStudent {
     fn id(&self) -> String {
-        format!("openai:{}", self.shared.model)
+        if self.instruction_in_user {
+            format!("openai:{};instruction=user", self.shared.model)
+        } else {
+            format!("openai:{}", self.shared.model)
+        }
     }
 
     fn generate(
@@ -504,7 +546,10 @@ impl Student for HttpStudent {
     ) -> wst_core::Result<Vec<Vec<StudentReply>>> {
         let mut jobs = Vec::with_capacity(requests.len());
         for r in requests {
-            let p = self.templates.student(r.query, r.instruction)?;
+            let mut p: ChatPrompt = self.templates.student(r.query, r.instruction)?;
+            if self.instruction_in_user {
+                p = p.system_in_user();
+            }
             let mut messages = Vec::new();
             if let Some(s) = p.system {
                 messages.push(serde_json::json!({"role": "system", "content": s}));
@@ -514,19 +559,28 @@ impl Student for HttpStudent {
         }
         let shared = self.shared.clone();
         let sampling = sampling.clone();
+        let id = self.id();
         self.runtime.block_on(async move {
-            let handles: Vec<_> = jobs
-                .into_iter()
-                .map(|(m, k)| tokio::spawn(shared.clone().request(m, k, sampling.clone())))
-                .collect();
-            let mut out = Vec::with_capacity(handles.len());
-            for h in handles {
-                out.push(
-                    h.await
-                        .map_err(|e| wst_core::Error::other("an HTTP student task failed", e))?,
-                );
+            let mut set = tokio::task::JoinSet::new();
+            let n = jobs.len();
+            for (i, (m, k)) in jobs.into_iter().enumerate() {
+                let task = shared.clone().request(m, k, sampling.clone());
+                set.spawn(async move { (i, task.await) });
             }
-            Ok(out)
+            let mut out: Vec<Option<Vec<StudentReply>>> = vec![None; n];
+            while let Some(done) = set.join_next().await {
+                let (i, replies) =
+                    done.map_err(|e| wst_core::Error::other("an HTTP student task failed", e))?;
+                match replies {
+                    Ok(r) => out[i] = Some(r),
+                    Err(refused) => {
+                        // No other request can succeed either: stop them all now.
+                        set.abort_all();
+                        return Err(wst_core::Error::other(format!("student {id}"), refused));
+                    }
+                }
+            }
+            Ok(out.into_iter().map(Option::unwrap_or_default).collect())
         })
     }
 }

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
 use safetensors::{Dtype, SafeTensors};
-use tch::{Kind, Tensor};
+use tch::{nn, Kind, Tensor};
 
 use crate::error::read_json;
 use crate::{Error, Result};
@@ -224,7 +224,7 @@ impl WeightStore {
         }
     }
 
-    /// The tensor `name` on the CPU in its stored kind (f32, f16 or bf16), checked to have
+    /// The tensor `name` on the CPU in its stored kind (f32, f16, bf16, f64 or i64), checked to have
     /// `shape`. Marks it as used.
     pub fn take(&mut self, name: &str, shape: &[i64]) -> Result<Tensor> {
         let entry = self.entries.get(name).ok_or_else(|| Error::MissingTensor {
@@ -257,6 +257,7 @@ impl WeightStore {
                     Dtype::F16 => Kind::Half,
                     Dtype::BF16 => Kind::BFloat16,
                     Dtype::F64 => Kind::Double,
+                    Dtype::I64 => Kind::Int64,
                     other => {
                         return Err(Error::TensorDtype {
                             tensor: name.to_string(),
@@ -280,6 +281,32 @@ impl WeightStore {
         };
         self.taken.insert(name.to_string());
         Ok(tensor)
+    }
+
+    /// Fills every variable of `vs` with the tensor of its name (shapes checked; the stored kind
+    /// is converted to the variable's, so f32 checkpoint weights load into a bf16 model). Every
+    /// missing name is reported at once; tensors left over are in [`WeightStore::unused`].
+    pub fn load_into(&mut self, vs: &nn::VarStore) -> Result<()> {
+        let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+        vars.sort_by(|a, b| a.0.cmp(&b.0));
+        let missing: Vec<&str> = vars
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .filter(|n| !self.contains(n))
+            .collect();
+        if !missing.is_empty() {
+            return Err(Error::MissingTensor {
+                tensor: missing.join(", "),
+                origin: self.origin.clone(),
+            });
+        }
+        tch::no_grad(|| -> Result<()> {
+            for (name, mut var) in vars {
+                let t = self.take(&name, &var.size())?;
+                var.f_copy_(&t)?;
+            }
+            Ok(())
+        })
     }
 
     /// Names of the tensors never taken (a loader logs them: they may mean a wrong layout).

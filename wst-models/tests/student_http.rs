@@ -1,6 +1,7 @@
 //! The HTTP student against a mock OpenAI-compatible server on 127.0.0.1 that misbehaves on
-//! purpose: 429 with Retry-After, 500, replies slower than the timeout, malformed JSON and
-//! dropped connections.
+//! purpose: 429 with Retry-After (seconds and HTTP-date), 500, replies slower than the timeout,
+//! malformed JSON, dropped connections, refusals (401, 403, 404, 400), `null` content and
+//! content filters, and a cap on `n`.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -24,6 +25,17 @@ enum Behaviour {
     Malformed,
     Drop,
     Ok,
+    /// 401 with an OpenAI-style body that echoes the key.
+    Unauthorized,
+    Forbidden,
+    NotFound,
+    BadRequest,
+    /// 200 whose choices alternate `content: null` and `finish_reason: "content_filter"`.
+    NullContent,
+    /// 200 with at most 2 choices whatever `n` asks.
+    CapN,
+    /// 503 with `Retry-After` as an HTTP-date 2 s ahead.
+    RetryAtDate,
 }
 
 /// Cycle of behaviours: half of the attempts misbehave.
@@ -44,7 +56,49 @@ type Log = Arc<Mutex<Vec<(String, Behaviour, Instant)>>>;
 struct MockServer {
     url: String,
     log: Log,
+    /// The JSON body of every chat request, in arrival order.
+    bodies: Arc<Mutex<Vec<serde_json::Value>>>,
     _runtime: tokio::runtime::Runtime,
+}
+
+/// An IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`) of seconds since 1970.
+fn http_date(secs: u64) -> String {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{}, {d:02} {} {y} {:02}:{:02}:{:02} GMT",
+        DAYS[days.rem_euclid(7) as usize],
+        MONTHS[(m - 1) as usize],
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+fn choices(n: usize, content: impl Fn(usize) -> serde_json::Value) -> String {
+    let choices: Vec<serde_json::Value> = (0..n)
+        .map(|j| {
+            serde_json::json!({
+                "index": j,
+                "message": {"role": "assistant", "content": content(j)},
+                "finish_reason": "stop"
+            })
+        })
+        .collect();
+    serde_json::json!({"object": "chat.completion", "choices": choices}).to_string()
 }
 
 async fn read_request(sock: &mut TcpStream) -> Option<(String, String, String)> {
@@ -101,14 +155,17 @@ impl MockServer {
         let listener = runtime.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
         let url = format!("http://{}/v1", listener.local_addr().unwrap());
         let log: Log = Arc::default();
+        let bodies: Arc<Mutex<Vec<serde_json::Value>>> = Arc::default();
         let counter = Arc::new(AtomicUsize::new(0));
         let log2 = log.clone();
+        let bodies2 = bodies.clone();
         runtime.spawn(async move {
             loop {
                 let Ok((mut sock, _)) = listener.accept().await else {
                     continue;
                 };
                 let log = log2.clone();
+                let bodies = bodies2.clone();
                 let counter = counter.clone();
                 tokio::spawn(async move {
                     let Some((first, head, body)) = read_request(&mut sock).await else {
@@ -132,6 +189,7 @@ impl MockServer {
                     let i = counter.fetch_add(1, Ordering::SeqCst);
                     let b = behaviour(i);
                     log.lock().unwrap().push((user.clone(), b, Instant::now()));
+                    bodies.lock().unwrap().push(v.clone());
                     match b {
                         Behaviour::RateLimit => {
                             respond(&mut sock, "429 Too Many Requests", "Retry-After: 1\r\n", "{}")
@@ -142,6 +200,57 @@ impl MockServer {
                         }
                         Behaviour::Malformed => respond(&mut sock, "200 OK", "", "{\"choices\": [").await,
                         Behaviour::Drop => drop(sock),
+                        Behaviour::Unauthorized => {
+                            let auth = head
+                                .lines()
+                                .find_map(|l| {
+                                    let (k, v) = l.split_once(':')?;
+                                    k.eq_ignore_ascii_case("authorization").then(|| v.trim())
+                                })
+                                .and_then(|v| v.strip_prefix("Bearer "))
+                                .unwrap_or("none")
+                                .to_string();
+                            let body = serde_json::json!({"error": {
+                                "message": format!("Incorrect API key provided: {auth}."),
+                                "type": "invalid_request_error", "code": "invalid_api_key"}});
+                            respond(&mut sock, "401 Unauthorized", "", &body.to_string()).await
+                        }
+                        Behaviour::Forbidden => {
+                            let body = r#"{"error": {"message": "Project does not have access to model mock-model"}}"#;
+                            respond(&mut sock, "403 Forbidden", "", body).await
+                        }
+                        Behaviour::NotFound => {
+                            let body = r#"{"object":"error","message":"The model `mock-model` does not exist.","type":"NotFoundError","code":404}"#;
+                            respond(&mut sock, "404 Not Found", "", body).await
+                        }
+                        Behaviour::BadRequest => {
+                            let body = r#"{"object":"error","message":"This model's maximum context length is 8 tokens.","type":"BadRequestError","code":400}"#;
+                            respond(&mut sock, "400 Bad Request", "", body).await
+                        }
+                        Behaviour::NullContent => {
+                            let list: Vec<serde_json::Value> = (0..n)
+                                .map(|j| if j % 2 == 0 {
+                                    serde_json::json!({"index": j, "message": {"role": "assistant", "content": null}, "finish_reason": "stop"})
+                                } else {
+                                    serde_json::json!({"index": j, "message": {"role": "assistant", "content": ""}, "finish_reason": "content_filter"})
+                                })
+                                .collect();
+                            let body = serde_json::json!({"choices": list}).to_string();
+                            respond(&mut sock, "200 OK", "", &body).await
+                        }
+                        Behaviour::CapN => {
+                            let seed = v["seed"].as_u64().unwrap_or(0);
+                            let body = choices(n.min(2), |j| format!("seed {}", seed + j as u64).into());
+                            respond(&mut sock, "200 OK", "", &body).await
+                        }
+                        Behaviour::RetryAtDate => {
+                            let now = std::time::SystemTime::now()
+                                .duration_since(std::time::UNIX_EPOCH)
+                                .unwrap()
+                                .as_secs();
+                            let extra = format!("Retry-After: {}\r\n", http_date(now + 2));
+                            respond(&mut sock, "503 Service Unavailable", &extra, "busy").await
+                        }
                         Behaviour::Slow | Behaviour::Ok => {
                             if b == Behaviour::Slow {
                                 tokio::time::sleep(Duration::from_secs(3)).await;
@@ -165,6 +274,7 @@ impl MockServer {
         MockServer {
             url,
             log,
+            bodies,
             _runtime: runtime,
         }
     }
@@ -327,4 +437,229 @@ fn probe_names_the_url_that_does_not_answer() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("WST_TEST_HTTP_KEY_UNSET"), "{e}");
+}
+
+fn one_request(
+    s: &mut HttpStudent,
+    k: usize,
+) -> wst_core::Result<Vec<Vec<wst_core::StudentReply>>> {
+    let q = Query::new("q", "What is 1 + 1?");
+    let reqs = vec![
+        StudentRequest {
+            query: &q,
+            instruction: Some("Add."),
+            k,
+        };
+        6
+    ];
+    s.generate(&reqs, &SamplingParams::default())
+}
+
+#[test]
+fn refusals_stop_the_call_at_once_with_status_message_and_hint() {
+    std::env::set_var("WST_TEST_HTTP_KEY_401", "sk-test-0123456789abcdef");
+    let cases: [(fn(usize) -> Behaviour, &str, &str, &str); 3] = [
+        (
+            |_| Behaviour::Unauthorized,
+            "401 Unauthorized",
+            "Incorrect API key provided",
+            "check the key in $WST_TEST_HTTP_KEY_401",
+        ),
+        (
+            |_| Behaviour::Forbidden,
+            "403 Forbidden",
+            "does not have access",
+            "is not allowed to use model `mock-model`",
+        ),
+        (
+            |_| Behaviour::NotFound,
+            "404 Not Found",
+            "The model `mock-model` does not exist.",
+            "check student.model",
+        ),
+    ];
+    for (behaviour, status, message, hint) in cases {
+        let srv = MockServer::start(behaviour, None);
+        let mut cfg = student_config(vec![srv.url.clone()], 5);
+        cfg.api_key_env = Some("WST_TEST_HTTP_KEY_401".into());
+        cfg.max_concurrency = 1;
+        let mut s = HttpStudent::from_config(&cfg, templates()).unwrap();
+        let t = Instant::now();
+        let e = one_request(&mut s, 3).unwrap_err();
+        let chain = wst_core::error_chain(&e);
+        assert!(chain.contains(status), "{chain}");
+        assert!(chain.contains(message), "{chain}");
+        assert!(chain.contains(hint), "{chain}");
+        assert!(chain.contains(&srv.url), "{chain}");
+        assert!(
+            !chain.contains("0123456789abcdef"),
+            "the key leaked: {chain}"
+        );
+        // No retry, and the other requests of the call were stopped, not sent one by one.
+        assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+        assert!(srv.log.lock().unwrap().len() <= 2, "{:?}", s.stats());
+        assert_eq!(s.stats().retries, 0);
+    }
+    // A server expecting another key, answering a bare 401.
+    let srv = MockServer::start(|_| Behaviour::Ok, Some("right-key-123456"));
+    let mut cfg = student_config(vec![srv.url.clone()], 3);
+    cfg.api_key_env = Some("WST_TEST_HTTP_KEY_401".into());
+    let mut s = HttpStudent::from_config(&cfg, templates()).unwrap();
+    let e = wst_core::error_chain(&one_request(&mut s, 1).unwrap_err());
+    assert!(
+        e.contains("401 Unauthorized") && e.contains("$WST_TEST_HTTP_KEY_401"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_bad_request_fails_its_replies_without_retry() {
+    let srv = MockServer::start(|_| Behaviour::BadRequest, None);
+    let mut s = HttpStudent::from_config(&student_config(vec![srv.url.clone()], 5), templates())
+        .unwrap()
+        .with_backoff(fast_backoff());
+    let out = one_request(&mut s, 2).unwrap();
+    for r in out.iter().flatten() {
+        let wst_core::StudentReply::Failed(f) = r else {
+            panic!("{r:?}")
+        };
+        assert_eq!(f.attempts, 1);
+        assert!(
+            f.error.contains("400 Bad Request") && f.error.contains("maximum context length"),
+            "{}",
+            f.error
+        );
+    }
+    assert_eq!(srv.log.lock().unwrap().len(), 6);
+    assert_eq!(s.stats().failed_replies, 12);
+}
+
+#[test]
+fn null_content_and_content_filter_are_failed_replies() {
+    let srv = MockServer::start(|_| Behaviour::NullContent, None);
+    let mut s = HttpStudent::from_config(&student_config(vec![srv.url.clone()], 5), templates())
+        .unwrap()
+        .with_backoff(fast_backoff());
+    let out = one_request(&mut s, 4).unwrap();
+    for replies in &out {
+        let errors: Vec<&str> = replies
+            .iter()
+            .map(|r| match r {
+                wst_core::StudentReply::Failed(f) => f.error.as_str(),
+                other => panic!("scored as a reply: {other:?}"),
+            })
+            .collect();
+        assert!(errors[0].contains("no content"), "{}", errors[0]);
+        assert!(errors[1].contains("content_filter"), "{}", errors[1]);
+    }
+    let st = s.stats();
+    assert_eq!(
+        (st.failed_replies, st.no_content, st.completed_replies),
+        (24, 24, 0)
+    );
+    // One request each: such choices are answers, not transport errors to retry.
+    assert_eq!(srv.log.lock().unwrap().len(), 6);
+}
+
+#[test]
+fn top_ups_offset_the_seed_by_the_replies_received_and_top_k_is_sent() {
+    let srv = MockServer::start(|_| Behaviour::CapN, None);
+    let mut s =
+        HttpStudent::from_config(&student_config(vec![srv.url.clone()], 0), templates()).unwrap();
+    let q = Query::new("q", "What is 1 + 1?");
+    let req = [StudentRequest {
+        query: &q,
+        instruction: None,
+        k: 5,
+    }];
+    let sampling = SamplingParams {
+        seed: Some(100),
+        top_k: 20,
+        ..SamplingParams::default()
+    };
+    let out = s.generate(&req, &sampling).unwrap();
+    let texts: Vec<&str> = out[0].iter().map(|r| r.as_text().unwrap()).collect();
+    // The server seeds choice j with seed + j: no reply is drawn twice.
+    assert_eq!(
+        texts,
+        ["seed 100", "seed 101", "seed 102", "seed 103", "seed 104"]
+    );
+    let bodies = srv.bodies.lock().unwrap().clone();
+    let asked: Vec<(u64, u64)> = bodies
+        .iter()
+        .map(|b| (b["n"].as_u64().unwrap(), b["seed"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(asked, [(5, 100), (3, 102), (1, 104)]);
+    assert!(bodies.iter().all(|b| b["top_k"] == 20), "{bodies:?}");
+
+    // top_k = 0 (off) is not sent.
+    let _ = s.generate(&req, &SamplingParams::default()).unwrap();
+    let last = srv.bodies.lock().unwrap().last().cloned().unwrap();
+    assert!(last.get("top_k").is_none(), "{last}");
+}
+
+#[test]
+fn retry_after_as_an_http_date_is_honoured() {
+    fn first_busy(i: usize) -> Behaviour {
+        if i == 0 {
+            Behaviour::RetryAtDate
+        } else {
+            Behaviour::Ok
+        }
+    }
+    let srv = MockServer::start(first_busy, None);
+    let mut s = HttpStudent::from_config(&student_config(vec![srv.url.clone()], 2), templates())
+        .unwrap()
+        .with_backoff(fast_backoff());
+    let q = Query::new("q", "What is 1 + 1?");
+    let req = [StudentRequest {
+        query: &q,
+        instruction: None,
+        k: 1,
+    }];
+    let out = s.generate(&req, &SamplingParams::default()).unwrap();
+    assert!(out[0][0].as_text().is_some(), "{out:?}");
+    let log = srv.log.lock().unwrap().clone();
+    assert_eq!(log.len(), 2);
+    // The date is 2 s ahead at a resolution of 1 s: at least 1 s passed (the fast backoff alone
+    // would retry within 50 ms), and the jitter after it is below the backoff base.
+    let gap = log[1].2 - log[0].2;
+    assert!(
+        gap >= Duration::from_millis(950) && gap < Duration::from_millis(2500),
+        "{gap:?}"
+    );
+}
+
+#[test]
+fn instruction_role_user_opens_the_user_message() {
+    let srv = MockServer::start(|_| Behaviour::Ok, None);
+    let q = Query::new("q", "What is 1 + 1?");
+    let req = [StudentRequest {
+        query: &q,
+        instruction: Some("Add carefully."),
+        k: 1,
+    }];
+    for (role, system) in [
+        (wst_core::InstructionRole::Auto, true),
+        (wst_core::InstructionRole::System, true),
+        (wst_core::InstructionRole::User, false),
+    ] {
+        let mut cfg = student_config(vec![srv.url.clone()], 0);
+        cfg.instruction_role = role;
+        let mut s = HttpStudent::from_config(&cfg, templates()).unwrap();
+        s.generate(&req, &SamplingParams::default()).unwrap();
+        let body = srv.bodies.lock().unwrap().last().cloned().unwrap();
+        let msgs = body["messages"].as_array().unwrap();
+        if system {
+            assert_eq!(msgs.len(), 2, "{role:?}: {body}");
+            assert_eq!(msgs[0]["role"], "system");
+            assert_eq!(msgs[0]["content"], "Add carefully.");
+            assert_eq!(s.id(), "openai:mock-model");
+        } else {
+            assert_eq!(msgs.len(), 1, "{role:?}: {body}");
+            assert_eq!(msgs[0]["role"], "user");
+            assert_eq!(msgs[0]["content"], "Add carefully.\n\nWhat is 1 + 1?");
+            assert_eq!(s.id(), "openai:mock-model;instruction=user");
+        }
+    }
 }

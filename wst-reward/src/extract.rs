@@ -1,4 +1,5 @@
-//! Final-answer extraction from a free-text reply and GSM8K reference parsing.
+//! Final-answer extraction from a free-text reply (GSM8K references are parsed by
+//! [`wst_core::parse_gsm8k_reference`], shared with the dataset loader).
 
 use crate::latex::lexer::matching_brace;
 
@@ -74,22 +75,6 @@ fn strip_calculator(s: &str) -> String {
     }
     out.push_str(rest);
     out
-}
-
-/// The number after `####` in a GSM8K reference solution, without thousands separators
-/// (`#### 1,234` -> `1234`).
-///
-/// ```
-/// assert_eq!(wst_reward::parse_gsm8k_reference("...\n#### 1,234").as_deref(), Some("1234"));
-/// ```
-pub fn parse_gsm8k_reference(solution: &str) -> Option<String> {
-    let k = solution.rfind("####")?;
-    let v: String = solution[k + 4..]
-        .trim()
-        .chars()
-        .filter(|c| !matches!(c, ',' | '$' | ' '))
-        .collect();
-    (!v.is_empty()).then_some(v)
 }
 
 /// One box: byte range of the command and its content.
@@ -314,14 +299,5 @@ mod tests {
         assert_eq!(extract_answer("15 * 3 = 45 minutes", &off), None);
         assert_eq!(ex(""), None);
         assert_eq!(ex("I am not sure."), None);
-    }
-
-    #[test]
-    fn gsm8k_reference() {
-        assert_eq!(
-            parse_gsm8k_reference("a\n#### 1,234").as_deref(),
-            Some("1234")
-        );
-        assert_eq!(parse_gsm8k_reference("no marker"), None);
     }
 }

@@ -30,7 +30,7 @@ mod judge;
 pub use command::CommandReward;
 pub use components::{build_component, build_components, ComponentError, CompositeReward, Renamed};
 pub use equiv::equivalent;
-pub use extract::{extract_answer, parse_gsm8k_reference, ExtractOptions};
+pub use extract::{extract_answer, ExtractOptions};
 #[cfg(feature = "http")]
 pub use http::{openrlhf_body, HttpReward};
 #[cfg(feature = "http")]
@@ -39,6 +39,7 @@ pub use http_pool::{Backoff, HttpCounts};
 pub use judge::{JudgeCounts, JudgeReward};
 pub use leak::AnswerLeakReward;
 pub use reward::{MathReward, CORRECT};
+pub use wst_core::parse_gsm8k_reference;
 pub use wst_core::{Reward, RewardComponents, RewardInput, RewardWeights, WeightedReward};
 
 /// The outcome of checking one reply or answer.

@@ -10,10 +10,10 @@
 //! ```
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use wst_core::atomic::{self, TMP_PREFIX};
 
 use crate::{Error, Result};
 
@@ -27,7 +27,6 @@ pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
 pub const STATE_FILE: &str = "trainer.json";
 /// Configuration inside a checkpoint.
 pub const CONFIG_FILE: &str = "config.toml";
-const TMP_PREFIX: &str = ".tmp-";
 
 /// What the trainer needs, besides weights and optimiser, to continue exactly.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -44,30 +43,10 @@ pub struct TrainerState {
     pub run_id: String,
 }
 
-/// Writes `bytes` to `path` atomically (temporary file in the same folder, fsync, rename).
+/// Writes `bytes` to `path` atomically (through [`wst_core::atomic::write_file`]: temporary
+/// file in the same folder, fsync, rename, fsync of the folder).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!("{TMP_PREFIX}{name}.{}", std::process::id()));
-    let write = || -> std::io::Result<()> {
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)
-    };
-    write().map_err(|e| {
-        let _ = fs::remove_file(&tmp);
-        Error::io("cannot write", path, e)
-    })
-}
-
-fn sync_file(path: &Path) -> Result<()> {
-    fs::File::open(path)
-        .and_then(|f| f.sync_all())
-        .map_err(|e| Error::io("cannot sync", path, e))
+    atomic::write_file(path, bytes).map_err(|e| Error::io("cannot write", path, e))
 }
 
 /// The folder of the checkpoint after `step` completed steps.
@@ -92,17 +71,10 @@ pub fn save(
     }
     fs::create_dir_all(&tmp).map_err(|e| Error::io("cannot create", &tmp, e))?;
     fill(&tmp)?;
-    for entry in fs::read_dir(&tmp).map_err(|e| Error::io("cannot list", &tmp, e))? {
-        let entry = entry.map_err(|e| Error::io("cannot list", &tmp, e))?;
-        sync_file(&entry.path())?;
-    }
-    if final_dir.exists() {
-        fs::remove_dir_all(&final_dir).map_err(|e| Error::io("cannot remove", &final_dir, e))?;
-    }
-    fs::rename(&tmp, &final_dir).map_err(|e| Error::io("cannot rename", &tmp, e))?;
-    if let Ok(d) = fs::File::open(&root) {
-        let _ = d.sync_all();
-    }
+    // Synced, then swapped in; an existing folder of this step is deleted only after the new
+    // one is in place.
+    atomic::replace_dir(&tmp, &final_dir)
+        .map_err(|e| Error::io("cannot move into place", &tmp, e))?;
     if keep > 0 {
         let all = list(run_dir)?;
         for (step, old) in all.iter().take(all.len().saturating_sub(keep)) {
@@ -143,13 +115,16 @@ pub fn latest(run_dir: &Path) -> Result<Option<(u64, PathBuf)>> {
 }
 
 /// Removes leftovers of interrupted writes (`.tmp-*` files and folders) in the run directory and
-/// its checkpoint folder. Returns how many were removed.
+/// its checkpoint folder, after restoring a checkpoint that an interrupted replacement had moved
+/// aside. Returns how many were removed or restored.
 pub fn clean_partial(run_dir: &Path) -> Result<usize> {
     let mut n = 0;
     for dir in [run_dir.to_path_buf(), run_dir.join(CHECKPOINTS)] {
+        // A checkpoint moved aside by an interrupted replacement goes back first.
+        n += atomic::restore_replaced(&dir).map_err(|e| Error::io("cannot restore", &dir, e))?;
         let Ok(rd) = fs::read_dir(&dir) else { continue };
         for entry in rd.flatten() {
-            if entry.file_name().to_string_lossy().starts_with(TMP_PREFIX) {
+            if atomic::is_temp_name(&entry.file_name().to_string_lossy()) {
                 let p = entry.path();
                 let r = if p.is_dir() {
                     fs::remove_dir_all(&p)
@@ -201,6 +176,21 @@ mod tests {
         fs::write(dir.join(".tmp-metrics.jsonl.1"), "x").unwrap();
         assert_eq!(clean_partial(&dir).unwrap(), 2);
         assert_eq!(latest(&dir).unwrap().unwrap().0, 3);
+        // Saving a step again replaces its folder whole; a replacement interrupted after the old
+        // folder went aside is undone by clean_partial.
+        save(&dir, 3, 2, |d| {
+            fs::write(d.join("x"), "again").map_err(|e| Error::io("w", d, e))
+        })
+        .unwrap();
+        let three = step_dir(&dir, 3);
+        assert_eq!(fs::read_to_string(three.join("x")).unwrap(), "again");
+        fs::rename(
+            &three,
+            dir.join(CHECKPOINTS).join(".tmp-replaced-step-00000003"),
+        )
+        .unwrap();
+        assert_eq!(clean_partial(&dir).unwrap(), 1);
+        assert_eq!(fs::read_to_string(three.join("x")).unwrap(), "again");
         fs::remove_dir_all(&dir).unwrap();
     }
 }

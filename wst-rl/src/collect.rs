@@ -43,6 +43,8 @@ pub struct Collector {
     pub weights: RewardWeights,
     /// Weights with per-component normalisation and aggregation (running statistics inside).
     pub mix: std::sync::Mutex<RewardMix>,
+    /// [`wst_core::reward_hash`] of the whole `[reward]` table (part of the baseline key).
+    pub reward_hash: String,
     /// Teacher sampling; `max_new_tokens` is the instruction cap.
     pub teacher_sampling: SamplingParams,
     /// Student sampling.
@@ -53,6 +55,9 @@ pub struct Collector {
     pub samples: usize,
     /// Replies per baseline.
     pub baseline_samples: usize,
+    /// Share of failed replies in a step above which collection fails
+    /// (`student.max_failure_rate`).
+    pub max_failure_rate: f64,
     /// Run identifier for rollout records.
     pub run_id: String,
     /// Run seed.
@@ -157,6 +162,41 @@ fn mean(xs: impl Iterator<Item = f64>) -> Option<f64> {
     (n > 0).then(|| s / n as f64)
 }
 
+/// The most frequent error among `replies` and how often it occurred (ties: the first in text
+/// order, so the message is reproducible).
+pub fn most_common_error<'a>(
+    replies: impl IntoIterator<Item = &'a StudentReply>,
+) -> Option<(String, usize)> {
+    let mut counts: std::collections::BTreeMap<&str, usize> = Default::default();
+    for r in replies {
+        if let StudentReply::Failed(f) = r {
+            *counts.entry(f.error.as_str()).or_default() += 1;
+        }
+    }
+    let mut best: Option<(&str, usize)> = None;
+    for (e, n) in counts {
+        if best.is_none_or(|(_, m)| n > m) {
+            best = Some((e, n));
+        }
+    }
+    best.map(|(e, n)| (e.to_string(), n))
+}
+
+/// `Err` when more than `max_rate` of `replies` failed, naming the most common error.
+pub fn check_failure_rate(replies: &[Vec<StudentReply>], max_rate: f64, what: &str) -> Result<()> {
+    let total: usize = replies.iter().map(Vec::len).sum();
+    let failed = replies.iter().flatten().filter(|r| r.is_failed()).count();
+    if total == 0 || failed as f64 / total as f64 <= max_rate {
+        return Ok(());
+    }
+    let (error, n) = most_common_error(replies.iter().flatten()).unwrap_or_default();
+    Err(Error::StudentFailures(format!(
+        "{failed} of {total} student replies {what} failed ({:.0}% > student.max_failure_rate = \
+         {max_rate}); most common error ({n} of {failed}): {error}",
+        100.0 * failed as f64 / total as f64
+    )))
+}
+
 fn check_replies(replies: &[Vec<StudentReply>], requests: usize, k: usize) -> Result<()> {
     if replies.len() != requests || replies.iter().any(|r| r.len() != k) {
         return Err(Error::Contract(format!(
@@ -180,11 +220,13 @@ impl Collector {
                 config.grpo.multi_objective_aggregation,
             )),
             weights,
+            reward_hash: wst_core::reward_hash(&config.reward),
             teacher_sampling: config.teacher.sampling.clone(),
             student_sampling: config.student.sampling.clone(),
             group_size: config.grpo.group_size,
             samples: config.student.samples,
             baseline_samples: config.student.baseline_samples,
+            max_failure_rate: config.student.max_failure_rate,
             run_id: config.run.name.clone(),
             seed: config.run.seed,
         })
@@ -201,10 +243,9 @@ impl Collector {
             student_id: student_id.to_string(),
             dataset: dataset.to_string(),
             query_id: query.id.clone(),
-            template_hash: stable_hash(&[
-                &self.templates.student_hash(),
-                &serde_json::to_string(&self.weights).unwrap_or_default(),
-            ]),
+            query_hash: query.content_hash(),
+            template_hash: stable_hash(&[&self.templates.student_hash()]),
+            reward_hash: self.reward_hash.clone(),
             sampling: format!(
                 "{};n={}",
                 self.student_sampling.cache_key(),
@@ -265,6 +306,7 @@ impl Collector {
         let scored = score(reward, &self.plain_mix(), &items, stats)?;
         stats.t_reward += t.elapsed().as_secs_f64();
         let mut puts = Vec::new();
+        let mut unusable = Vec::new();
         for (j, &i) in missing.iter().enumerate() {
             let chunk = &scored[j * self.baseline_samples..(j + 1) * self.baseline_samples];
             let ok: Vec<f64> = chunk.iter().flatten().filter_map(|(_, s)| *s).collect();
@@ -281,14 +323,26 @@ impl Collector {
                         },
                     ));
                 }
-                None => tracing::warn!(
-                    query = %queries[i].id,
-                    "every baseline reply failed; using s_i = 0 for this step"
-                ),
+                None => unusable.push(j),
             }
         }
         stats.baselines_computed += puts.len();
         store.put(&puts)?;
+        if let Some(&first) = unusable.first() {
+            let (error, n) =
+                most_common_error(unusable.iter().flat_map(|&j| &replies[j])).unwrap_or_default();
+            return Err(Error::StudentFailures(format!(
+                "no baseline s_i for query {:?}: none of its {} replies without an instruction \
+                 could be used ({} of {} queries of this call have none; the other {} baselines \
+                 were stored); most common error ({n} of {}): {error}",
+                queries[missing[first]].id,
+                self.baseline_samples,
+                unusable.len(),
+                missing.len(),
+                puts.len(),
+                unusable.len() * self.baseline_samples,
+            )));
+        }
         Ok(values.into_iter().map(|v| v.unwrap_or(0.0)).collect())
     }
 
@@ -349,6 +403,11 @@ impl Collector {
         let replies = student.generate(&requests, &sampling)?;
         stats.t_student += t.elapsed().as_secs_f64();
         check_replies(&replies, requests.len(), k)?;
+        check_failure_rate(
+            &replies,
+            self.max_failure_rate,
+            &format!("of step {}", step + 1),
+        )?;
         stats.replies = requests.len() * k;
         stats.failed_replies = replies.iter().flatten().filter(|r| r.is_failed()).count();
 
@@ -507,4 +566,58 @@ pub fn compute_baselines(
         t_student: stats.t_student,
         t_reward: stats.t_reward,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn replies(spec: &[&[Option<&str>]]) -> Vec<Vec<StudentReply>> {
+        spec.iter()
+            .map(|rs| {
+                rs.iter()
+                    .map(|r| match r {
+                        Some(e) => StudentReply::failed(*e, 1),
+                        None => StudentReply::text("4"),
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn most_common_error_counts_failures_only() {
+        let r = replies(&[&[Some("b"), None, Some("a")], &[Some("b"), None]]);
+        assert_eq!(
+            most_common_error(r.iter().flatten()),
+            Some(("b".to_string(), 2))
+        );
+        // Ties go to the first in text order.
+        let r = replies(&[&[Some("z"), Some("y")]]);
+        assert_eq!(most_common_error(r.iter().flatten()).unwrap().0, "y");
+        assert_eq!(
+            most_common_error(replies(&[&[None]]).iter().flatten()),
+            None
+        );
+    }
+
+    #[test]
+    fn failure_rate_above_the_limit_is_an_error_naming_the_commonest() {
+        let half = replies(&[&[Some("HTTP 500"), None], &[Some("null content"), None]]);
+        // 2 of 4 is not above 0.5.
+        check_failure_rate(&half, 0.5, "of step 1").unwrap();
+        let e = check_failure_rate(&half, 0.4, "of step 1")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(
+                "2 of 4 student replies of step 1 failed (50% > student.max_failure_rate = 0.4)"
+            ) && e.contains("most common error (1 of 2): HTTP 500"),
+            "{e}"
+        );
+        let all = replies(&[&[Some("x"), Some("x")]]);
+        check_failure_rate(&all, 1.0, "").unwrap();
+        assert!(check_failure_rate(&all, 0.99, "").is_err());
+        check_failure_rate(&[], 0.0, "").unwrap();
+    }
 }

@@ -55,6 +55,37 @@ pub enum Error {
     /// The configuration cannot be used by the trainer.
     #[error("configuration: {0}")]
     Config(String),
+
+    /// The student failed too often for rewards to mean anything: a step's share of failed
+    /// replies above `student.max_failure_rate`, or a baseline with no usable reply. The text
+    /// names the most common error.
+    #[error("{0}")]
+    StudentFailures(String),
+
+    /// A step could not finish before its update; the trainer's state is still that of the
+    /// last finished step (the data cursor was put back), so it can be saved and resumed.
+    #[error("step {} could not finish", .step + 1)]
+    Incomplete {
+        /// The step (0-based).
+        step: u64,
+        /// Why.
+        #[source]
+        source: Box<Error>,
+    },
+
+    /// The run stopped; `saved` says what of it is on disk.
+    #[error("the run stopped in step {step} of {total} ({saved})")]
+    Stopped {
+        /// The step that could not finish (1-based, as the progress lines count).
+        step: u64,
+        /// The steps the run was to have.
+        total: u64,
+        /// What was saved.
+        saved: String,
+        /// Why it stopped.
+        #[source]
+        source: Box<Error>,
+    },
 }
 
 impl Error {

@@ -20,6 +20,7 @@ pub mod policy;
 pub mod schedule;
 pub mod tiny;
 mod trainer;
+pub mod update;
 
 pub use error::{Error, Result};
 pub use lm::LmPolicy;

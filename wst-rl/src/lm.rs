@@ -3,7 +3,7 @@
 //! Prompts are rendered with the model's chat template; sampling runs the batched KV-cache
 //! [`wst_models::Generator`] with a ChaCha generator seeded by the trainer's per-step seed (so a
 //! run and its resume draw the same instructions); the scorer computes log-probabilities of the
-//! completion positions only, chunked over the vocabulary projection.
+//! completion positions only, the output head applied to a chunk of positions at a time.
 
 use std::path::Path;
 
@@ -11,13 +11,10 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use tch::{nn, Device, Tensor};
 use wst_core::{ChatPrompt, FinishReason, SamplingParams};
-use wst_models::LoadedModel;
+use wst_models::{DecoderLm, LoadedModel, WeightStore};
 
 use crate::policy::{Policy, PolicySample, TokenBatch};
 use crate::{Error, Result};
-
-/// Positions per chunk of the output projection in [`Policy::token_logprobs`].
-const LOGPROB_CHUNK: i64 = 64;
 
 /// A decoder LM as the GRPO teacher.
 #[derive(Debug)]
@@ -60,61 +57,39 @@ impl LmPolicy {
     /// Overwrites the weights with those of a checkpoint's `model.safetensors` (as written by
     /// the trainer): every variable must be present with its shape.
     pub fn load_weights(&mut self, path: &Path) -> Result<()> {
-        load_weights(self.model.model.var_store_mut(), path)
+        load_weights(self.model.model.var_store_mut(), path).map(|_| ())
     }
 }
 
-/// Copies the tensors of a safetensors file into `vs` (names and shapes must match; the file's
-/// dtype is converted to the store's).
-pub fn load_weights(vs: &mut nn::VarStore, path: &Path) -> Result<()> {
+/// Copies the tensors of a safetensors file into `vs` through [`WeightStore`]: every variable
+/// must be present with its shape (all missing names are reported at once), the file's kind is
+/// converted to the variable's (an f32 checkpoint loads into a bf16 model), and tensors the model
+/// does not use are returned (and logged).
+pub fn load_weights(vs: &mut nn::VarStore, path: &Path) -> Result<Vec<String>> {
     if !path.is_file() {
-        return Err(ckpt_err(
-            path,
-            "no such weights file (a checkpoint folder holds model.safetensors)".into(),
-        ));
+        return Err(Error::Checkpoint {
+            path: path.to_path_buf(),
+            reason: "no such weights file (a checkpoint folder holds model.safetensors)".into(),
+        });
     }
-    let tensors = Tensor::read_safetensors(path)
-        .map_err(|e| ckpt_err(path, format!("unreadable safetensors: {e}")))?;
-    let map: std::collections::HashMap<String, Tensor> = tensors.into_iter().collect();
-    let mut vars = vs.variables();
-    let mut names: Vec<&String> = vars.keys().collect();
-    names.sort();
-    let missing: Vec<String> = names
-        .iter()
-        .filter(|n| !map.contains_key(**n))
-        .map(|n| n.to_string())
-        .collect();
-    if !missing.is_empty() {
-        return Err(ckpt_err(
-            path,
-            format!("tensors missing for this model: {}", missing.join(", ")),
-        ));
+    let mut store = WeightStore::open_files(&[path.to_path_buf()])?;
+    store.load_into(vs)?;
+    let unused = store.unused();
+    if !unused.is_empty() {
+        tracing::warn!(file = %path.display(), ?unused, "tensors not used by the model");
     }
-    tch::no_grad(|| -> Result<()> {
-        for (name, var) in vars.iter_mut() {
-            let src = &map[name];
-            if src.size() != var.size() {
-                return Err(ckpt_err(
-                    path,
-                    format!(
-                        "tensor {name} has shape {:?}, the model expects {:?}",
-                        src.size(),
-                        var.size()
-                    ),
-                ));
-            }
-            var.f_copy_(src)
-                .map_err(|e| ckpt_err(path, format!("{name}: {e}")))?;
-        }
-        Ok(())
-    })
+    Ok(unused)
 }
 
-fn ckpt_err(path: &Path, reason: String) -> Error {
-    Error::Checkpoint {
-        path: path.to_path_buf(),
-        reason,
-    }
+/// The body of a decoder for a batch: final-normed hidden states at the completion-predicting
+/// positions, `[N, completion_len, H]` (plain causal attention when no row is padded).
+pub fn decoder_features(model: &DecoderLm, batch: &TokenBatch) -> Result<Tensor> {
+    let mask = batch.padded.then_some(&batch.attention_mask);
+    Ok(model.hidden_states(&batch.ids, mask)?.narrow(
+        1,
+        batch.prompt_len as i64 - 1,
+        batch.completion_len as i64,
+    ))
 }
 
 impl Policy for LmPolicy {
@@ -182,12 +157,19 @@ impl Policy for LmPolicy {
             .forward(&batch.ids, Some(&batch.attention_mask))?)
     }
 
-    fn token_logprobs(&self, batch: &TokenBatch) -> Result<Tensor> {
-        Ok(self.model.model.token_logprobs_from(
-            &batch.ids,
-            Some(&batch.attention_mask),
-            batch.prompt_len as i64 - 1,
-            LOGPROB_CHUNK,
-        )?)
+    fn completion_features(&self, batch: &TokenBatch) -> Result<Tensor> {
+        decoder_features(&self.model.model, batch)
+    }
+
+    fn head_logprobs(
+        &self,
+        features: &Tensor,
+        targets: &Tensor,
+        temperature: f64,
+    ) -> Result<Tensor> {
+        Ok(self
+            .model
+            .model
+            .head_logprobs_at(features, targets, temperature)?)
     }
 }

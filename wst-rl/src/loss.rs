@@ -65,12 +65,91 @@ pub fn k3(logp: &Tensor, ref_logp: &Tensor) -> Tensor {
     d.exp() - &d - 1.0
 }
 
+/// Each token's weight in the whole-batch loss `[N, C]` (0 at pads): `grpo` 1 / (its
+/// sequence's tokens x `denom.sequences`), `dr_grpo` 1 / (`denom.sequences` x `denom.max_len`),
+/// `dapo` 1 / `denom.tokens`. The loss is `sum(per_token * weight)`, so it can be computed on any
+/// slice of positions (a chunk of the output head) and the slices add up to the batch.
+pub fn token_weights(mask: &Tensor, loss_type: LossType, denom: &LossDenom) -> Tensor {
+    let mask = mask.to_kind(Kind::Float);
+    match loss_type {
+        LossType::Grpo => {
+            let len = mask.sum_dim_intlist(-1, true, Kind::Float).clamp_min(1.0);
+            &mask / (len * denom.sequences)
+        }
+        LossType::DrGrpo => mask / (denom.sequences * denom.max_len),
+        LossType::Dapo => mask / denom.tokens.max(1.0),
+    }
+}
+
+/// The loss of some tokens and its statistics, as 0-d tensors on the device (summed across
+/// chunks and micro-batches there, read back once per step).
+#[derive(Debug)]
+pub struct LossTerms {
+    /// The scalar loss to back-propagate.
+    pub loss: Tensor,
+    /// Sum over tokens of the k3 KL (0 without a reference), f64.
+    pub kl_sum: Tensor,
+    /// Tokens where clipping removed the gradient, f64.
+    pub clipped_tokens: Tensor,
+    /// Tokens counted, f64.
+    pub tokens: Tensor,
+    /// Sum over tokens of the importance ratio, f64.
+    pub ratio_sum: Tensor,
+}
+
+/// The GRPO loss of some tokens: `logp`, `old_logp`, `ref_logp`, `mask` and `weights` (from
+/// [`token_weights`], sliced like the others) are `[N, n]`, `advantages` is `[N]`. Per token:
+/// `-min(ratio * A, clip(ratio, 1 - eps, 1 + eps_high) * A) + beta * k3`, times its weight.
+pub fn grpo_terms(
+    logp: &Tensor,
+    old_logp: &Tensor,
+    ref_logp: Option<&Tensor>,
+    advantages: &Tensor,
+    mask: &Tensor,
+    weights: &Tensor,
+    params: &LossParams,
+) -> LossTerms {
+    let adv = advantages.to_kind(Kind::Float).unsqueeze(-1);
+    let ratio = (logp - old_logp).exp();
+    let clipped = ratio.clamp(1.0 - params.epsilon, 1.0 + params.epsilon_high);
+    let s1 = &ratio * &adv;
+    let s2 = &clipped * &adv;
+    let mut per_token = -s1.minimum(&s2);
+    let dev = logp.device();
+    let mut kl_sum = Tensor::zeros([], (Kind::Double, dev));
+    if let (Some(r), true) = (ref_logp, params.beta > 0.0) {
+        let kl = k3(logp, r);
+        kl_sum = tch::no_grad(|| (&kl * mask).sum(Kind::Double));
+        per_token += kl * params.beta;
+    }
+    let loss = (per_token * weights).sum(Kind::Float);
+    let (clipped_tokens, tokens, ratio_sum) = tch::no_grad(|| {
+        let low = ratio.lt(1.0 - params.epsilon).logical_and(&adv.lt(0.0));
+        let high = ratio
+            .gt(1.0 + params.epsilon_high)
+            .logical_and(&adv.gt(0.0));
+        (
+            (low.logical_or(&high).to_kind(Kind::Float) * mask).sum(Kind::Double),
+            mask.sum(Kind::Double),
+            (&ratio * mask).sum(Kind::Double),
+        )
+    });
+    LossTerms {
+        loss,
+        kl_sum,
+        clipped_tokens,
+        tokens,
+        ratio_sum,
+    }
+}
+
 /// The GRPO loss of one micro-batch.
 ///
 /// `logp`, `old_logp`, `ref_logp` and `mask` are `[N, C]`, `advantages` is `[N]`. Per token:
 /// `-min(ratio * A, clip(ratio, 1 - eps, 1 + eps_high) * A) + beta * k3`, aggregated by
 /// `grpo` (mean over each sequence's tokens, summed over sequences / `denom.sequences`),
 /// `dr_grpo` (sum / (`denom.sequences` x `denom.max_len`)) or `dapo` (sum / `denom.tokens`).
+/// The statistics are read back to the host ([`grpo_terms`] keeps them on the device).
 pub fn grpo_loss(
     logp: &Tensor,
     old_logp: &Tensor,
@@ -80,46 +159,14 @@ pub fn grpo_loss(
     params: &LossParams,
     denom: &LossDenom,
 ) -> LossOutput {
-    let adv = advantages.to_kind(Kind::Float).unsqueeze(-1);
-    let ratio = (logp - old_logp).exp();
-    let clipped = ratio.clamp(1.0 - params.epsilon, 1.0 + params.epsilon_high);
-    let s1 = &ratio * &adv;
-    let s2 = &clipped * &adv;
-    let mut per_token = -s1.minimum(&s2);
-    let mut kl_sum = 0.0;
-    if let (Some(r), true) = (ref_logp, params.beta > 0.0) {
-        let kl = k3(logp, r);
-        kl_sum = tch::no_grad(|| (&kl * mask).sum(Kind::Double).double_value(&[]));
-        per_token += kl * params.beta;
-    }
-    let masked = &per_token * mask;
-    let loss = match params.loss_type {
-        LossType::Grpo => {
-            let per_seq = masked.sum_dim_intlist(-1, false, Kind::Float)
-                / mask.sum_dim_intlist(-1, false, Kind::Float).clamp_min(1.0);
-            per_seq.sum(Kind::Float) / denom.sequences
-        }
-        LossType::DrGrpo => masked.sum(Kind::Float) / (denom.sequences * denom.max_len),
-        LossType::Dapo => masked.sum(Kind::Float) / denom.tokens.max(1.0),
-    };
-    let (clipped_tokens, tokens, ratio_sum) = tch::no_grad(|| {
-        let low = ratio.lt(1.0 - params.epsilon).logical_and(&adv.lt(0.0));
-        let high = ratio
-            .gt(1.0 + params.epsilon_high)
-            .logical_and(&adv.gt(0.0));
-        let c = (low.logical_or(&high).to_kind(Kind::Float) * mask).sum(Kind::Double);
-        (
-            c.double_value(&[]),
-            mask.sum(Kind::Double).double_value(&[]),
-            (&ratio * mask).sum(Kind::Double).double_value(&[]),
-        )
-    });
+    let weights = token_weights(mask, params.loss_type, denom);
+    let t = grpo_terms(logp, old_logp, ref_logp, advantages, mask, &weights, params);
     LossOutput {
-        loss,
-        kl_sum,
-        clipped_tokens,
-        tokens,
-        ratio_sum,
+        loss: t.loss,
+        kl_sum: t.kl_sum.double_value(&[]),
+        clipped_tokens: t.clipped_tokens.double_value(&[]),
+        tokens: t.tokens.double_value(&[]),
+        ratio_sum: t.ratio_sum.double_value(&[]),
     }
 }
 

@@ -45,6 +45,9 @@ pub struct TokenBatch {
     pub prompt_len: usize,
     /// Columns of the (right-padded) completion part.
     pub completion_len: usize,
+    /// Some row has a pad (else `attention_mask` is all ones and a model may run plain causal
+    /// attention without it).
+    pub padded: bool,
 }
 
 impl TokenBatch {
@@ -88,6 +91,7 @@ impl TokenBatch {
                 .to_device(device),
             prompt_len: p_len,
             completion_len: c_len,
+            padded: att.iter().any(|&a| a == 0),
         })
     }
 
@@ -126,11 +130,18 @@ pub fn completion_logprobs(logits: &Tensor, batch: &TokenBatch) -> Tensor {
         .squeeze_dim(-1)
 }
 
+/// Positions per chunk of the output head in the default [`Policy::token_logprobs_at`].
+pub const HEAD_CHUNK: i64 = 64;
+
 /// The teacher policy trained by GRPO.
 ///
 /// Sampling is seeded: the same prompts, parameters and seed give the same samples, which makes
-/// runs and resumes reproducible. `token_logprobs` must be differentiable with respect to the
-/// trainable variables of [`Policy::vars`] and use the temperature-1 distribution.
+/// runs and resumes reproducible. A policy is a body ([`Policy::completion_features`]) and an
+/// output head ([`Policy::head_logprobs`]), both differentiable with respect to the trainable
+/// variables of [`Policy::vars`]: the update backpropagates the head one chunk of positions at a
+/// time (`crate::update`). Log-probabilities are those of `softmax(logits / temperature)`, the
+/// distribution instructions are sampled from (top-p and top-k are refused for the teacher by
+/// the config's validation, so there is no truncation to account for).
 pub trait Policy {
     /// Where the weights live.
     fn device(&self) -> Device;
@@ -161,11 +172,53 @@ pub trait Policy {
     /// Full-sequence logits `[N, T, V]` for a batch (with gradients when enabled).
     fn logits(&self, batch: &TokenBatch) -> Result<Tensor>;
 
-    /// Log-probabilities `[N, completion_len]` of the completion tokens (with gradients when
-    /// enabled). Override to avoid materialising logits at the prompt positions.
+    /// The body's output `[N, completion_len, H]` at the positions that predict the completion
+    /// tokens (columns `prompt_len - 1 ..` of the batch), with gradients when enabled.
+    fn completion_features(&self, batch: &TokenBatch) -> Result<Tensor>;
+
+    /// `log softmax(head(features) / temperature)[targets]`: `features` `[N, n, H]` (a slice of
+    /// [`Policy::completion_features`]), `targets` `[N, n]` Int64; returns `[N, n]` f32,
+    /// differentiable with respect to the features and the head's weights.
+    fn head_logprobs(
+        &self,
+        features: &Tensor,
+        targets: &Tensor,
+        temperature: f64,
+    ) -> Result<Tensor>;
+
+    /// Log-probabilities `[N, completion_len]` of the completion tokens at temperature 1 (with
+    /// gradients when enabled).
     fn token_logprobs(&self, batch: &TokenBatch) -> Result<Tensor> {
-        Ok(completion_logprobs(&self.logits(batch)?, batch))
+        self.token_logprobs_at(batch, 1.0)
     }
+
+    /// Log-probabilities `[N, completion_len]` of the completion tokens under
+    /// `softmax(logits / temperature)`: the head over [`Policy::completion_features`],
+    /// [`HEAD_CHUNK`] positions at a time, in one autograd graph.
+    fn token_logprobs_at(&self, batch: &TokenBatch, temperature: f64) -> Result<Tensor> {
+        let f = self.completion_features(batch)?;
+        head_in_chunks(&f, &batch.completion_ids(), |f, t| {
+            self.head_logprobs(f, t, temperature)
+        })
+    }
+}
+
+/// `head` over `features` `[N, C, H]` and `targets` `[N, C]`, [`HEAD_CHUNK`] positions at a
+/// time, concatenated into `[N, C]` (one autograd graph).
+pub(crate) fn head_in_chunks(
+    features: &Tensor,
+    targets: &Tensor,
+    head: impl Fn(&Tensor, &Tensor) -> Result<Tensor>,
+) -> Result<Tensor> {
+    let c = targets.size()[1];
+    let mut parts = Vec::new();
+    let mut at = 0;
+    while at < c {
+        let n = HEAD_CHUNK.min(c - at);
+        parts.push(head(&features.narrow(1, at, n), &targets.narrow(1, at, n))?);
+        at += n;
+    }
+    Ok(Tensor::cat(&parts, 1))
 }
 
 /// Forwards every [`Policy`] method through a pointer type.
@@ -201,6 +254,20 @@ macro_rules! forward_policy {
             }
             fn token_logprobs(&self, batch: &TokenBatch) -> Result<Tensor> {
                 (**self).token_logprobs(batch)
+            }
+            fn completion_features(&self, batch: &TokenBatch) -> Result<Tensor> {
+                (**self).completion_features(batch)
+            }
+            fn head_logprobs(
+                &self,
+                features: &Tensor,
+                targets: &Tensor,
+                temperature: f64,
+            ) -> Result<Tensor> {
+                (**self).head_logprobs(features, targets, temperature)
+            }
+            fn token_logprobs_at(&self, batch: &TokenBatch, temperature: f64) -> Result<Tensor> {
+                (**self).token_logprobs_at(batch, temperature)
             }
         }
     )*};

@@ -311,17 +311,24 @@ impl Policy for TinyPolicy {
         Ok(self.forward(&batch.ids, &batch.attention_mask))
     }
 
-    fn token_logprobs(&self, batch: &TokenBatch) -> Result<Tensor> {
-        // The head only at the positions that predict completion tokens.
-        let h = self.hidden(&batch.ids, &batch.attention_mask).narrow(
+    fn completion_features(&self, batch: &TokenBatch) -> Result<Tensor> {
+        // The head only runs at the positions that predict completion tokens.
+        Ok(self.hidden(&batch.ids, &batch.attention_mask).narrow(
             1,
             batch.prompt_len as i64 - 1,
             batch.completion_len as i64,
-        );
-        Ok(self
-            .head(&h)
+        ))
+    }
+
+    fn head_logprobs(
+        &self,
+        features: &Tensor,
+        targets: &Tensor,
+        temperature: f64,
+    ) -> Result<Tensor> {
+        Ok((self.head(features) / temperature)
             .log_softmax(-1, Kind::Float)
-            .gather(2, &batch.completion_ids().unsqueeze(-1), false)
+            .gather(2, &targets.unsqueeze(-1), false)
             .squeeze_dim(-1))
     }
 }

@@ -17,15 +17,17 @@ use std::time::Instant;
 use indicatif::{ProgressBar, ProgressStyle};
 use tch::Tensor;
 use wst_core::{BaselineStore, Config, PromptSource, Reward, RolloutSink, Student};
+use wst_models::WeightStore;
 
-use crate::adamw::{self, AdamW, AdamWConfig};
+use crate::adamw::{AdamW, AdamWConfig};
 use crate::advantage;
 use crate::checkpoint::{self, TrainerState};
 use crate::collect::{answer_share, Collected, Collector};
-use crate::loss::{grpo_loss, LossDenom, LossParams};
+use crate::loss::{LossDenom, LossParams};
 use crate::metrics::{self, StepMetrics};
-use crate::policy::{Policy, TokenBatch};
+use crate::policy::{Policy, TokenBatch, HEAD_CHUNK};
 use crate::schedule::learning_rate;
+use crate::update::{self, MicroBatch, UpdateOptions, UpdateStats};
 use crate::{Error, Result};
 
 /// Name of the metrics file in the run directory.
@@ -147,10 +149,12 @@ impl<'a> Trainer<'a> {
         }
         let state = checkpoint::read_state(&dir)?;
         let mut t = Self::build(config, parts, run_dir)?;
-        t.parts
-            .policy
-            .vars_mut()
-            .load(dir.join(checkpoint::MODEL_FILE))?;
+        // The weights file holds the f32 masters: the variables get them cast to their kind, the
+        // optimiser keeps them exact.
+        let model_file = dir.join(checkpoint::MODEL_FILE);
+        crate::lm::load_weights(t.parts.policy.vars_mut(), &model_file)?;
+        t.optimizer
+            .load_masters(&mut WeightStore::open_files(&[model_file])?)?;
         t.optimizer.load(&dir.join(checkpoint::OPTIMIZER_FILE))?;
         t.parts.prompts.set_position(state.data_position)?;
         t.step = state.step;
@@ -235,7 +239,14 @@ impl<'a> Trainer<'a> {
         let mut out = Vec::new();
         let mut last_ckpt = None;
         while self.step < total {
-            let m = self.train_step()?;
+            let m = match self.train_step() {
+                Ok(m) => m,
+                Err(Error::Incomplete { step, source }) => {
+                    bar.abandon();
+                    return Err(self.stopped(step, *source));
+                }
+                Err(e) => return Err(e),
+            };
             bar.set_message(format!(
                 "reward {:.3}  uplift {:+.3}  kl {:.4}  tied {}/{}",
                 m.reward, m.uplift, m.kl, m.tied_groups, m.groups
@@ -268,6 +279,50 @@ impl<'a> Trainer<'a> {
         })
     }
 
+    /// After a step that could not finish: a checkpoint of the finished steps unless the newest
+    /// one is of them already, and the error saying what is on disk.
+    fn stopped(&mut self, step: u64, source: Error) -> Error {
+        let total = self.config.run.steps;
+        let dir = self.run_dir.display().to_string();
+        let saved = if self.step == 0 {
+            "nothing to save: no step had finished".to_string()
+        } else {
+            tracing::warn!(
+                step = step + 1,
+                "the step could not finish; saving the {} finished steps",
+                self.step
+            );
+            let checkpoint = match checkpoint::latest(&self.run_dir) {
+                Ok(Some((s, path))) if s == self.step => Ok(path),
+                _ => self.save_checkpoint(),
+            };
+            let steps = if self.step == 1 {
+                "step 1".to_string()
+            } else {
+                format!("steps 1-{}", self.step)
+            };
+            match checkpoint {
+                Ok(path) => format!(
+                    "saved: metrics and rollouts of {steps} in {dir}, checkpoint {}; continue \
+                     with `wst train --resume {dir}` once the student answers",
+                    path.display()
+                ),
+                Err(e) => format!(
+                    "saved: metrics and rollouts of {steps} in {dir}; the checkpoint of step {} \
+                     could not be written: {}",
+                    self.step,
+                    wst_core::error_chain(&e)
+                ),
+            }
+        };
+        Error::Stopped {
+            step: step + 1,
+            total,
+            saved,
+            source: Box::new(source),
+        }
+    }
+
     /// Writes a checkpoint of the current state (after `self.step()` steps).
     pub fn save_checkpoint(&mut self) -> Result<PathBuf> {
         let state = TrainerState {
@@ -285,7 +340,7 @@ impl<'a> Trainer<'a> {
             self.step,
             self.config.run.keep_checkpoints,
             |dir| {
-                vs.save(dir.join(checkpoint::MODEL_FILE))?;
+                opt.save_weights(vs, &dir.join(checkpoint::MODEL_FILE))?;
                 opt.save(&dir.join(checkpoint::OPTIMIZER_FILE))?;
                 checkpoint::write_state(dir, &state)?;
                 std::fs::write(dir.join(checkpoint::CONFIG_FILE), &cfg)
@@ -300,8 +355,9 @@ impl<'a> Trainer<'a> {
         let step = self.step;
         let b = self.config.grpo.batch_size;
         let dataset = self.parts.prompts.dataset_id();
+        let position = self.parts.prompts.position();
         let queries = self.parts.prompts.next_batch(b)?;
-        let mut col = self.collector.collect(
+        let col = self.collector.collect(
             step,
             self.parts.policy.as_mut(),
             self.parts.student.as_mut(),
@@ -309,7 +365,19 @@ impl<'a> Trainer<'a> {
             self.parts.baselines.as_mut(),
             &dataset,
             &queries,
-        )?;
+        );
+        let mut col = match col {
+            Ok(c) => c,
+            Err(e) => {
+                // Collection changes nothing but the data cursor: put it back, and the state is
+                // that of the last finished step.
+                self.parts.prompts.set_position(position)?;
+                return Err(Error::Incomplete {
+                    step,
+                    source: Box::new(e),
+                });
+            }
+        };
         let adv = advantage::compute(&col.rewards, self.config.grpo.advantage_scale());
         for (rec, a) in col.records.iter_mut().zip(adv.values.iter().flatten()) {
             rec.advantage = *a;
@@ -385,6 +453,7 @@ impl<'a> Trainer<'a> {
         let policy = self.parts.policy.as_ref();
         let device = policy.device();
         let pad = policy.pad_id();
+        let temperature = self.temperature();
         // Every sample counts in the denominators; samples that cannot move the loss (zero
         // advantage, no KL term) are skipped in the forward passes.
         let mut rows: Vec<(usize, usize)> = Vec::new();
@@ -404,13 +473,15 @@ impl<'a> Trainer<'a> {
             tokens: total_tokens as f64,
             max_len: self.config.teacher.sampling.max_new_tokens as f64,
         };
-        let mut stats = UpdateStats::default();
         if rows.is_empty() {
-            return Ok(stats);
+            return Ok(UpdateStats::default());
         }
-        let micro: Vec<&[(usize, usize)]> = rows.chunks(g.micro_batch_size).collect();
-        let batches: Vec<(TokenBatch, Tensor)> = micro
-            .iter()
+        let reference = match (&self.parts.reference, self.loss.beta > 0.0) {
+            (Some(r), true) => Some(r.as_ref()),
+            _ => None,
+        };
+        let micro: Vec<MicroBatch> = rows
+            .chunks(g.micro_batch_size)
             .map(|chunk| {
                 let pairs: Vec<(&[i64], &[i64])> = chunk
                     .iter()
@@ -422,76 +493,47 @@ impl<'a> Trainer<'a> {
                     })
                     .collect();
                 let a: Vec<f32> = chunk.iter().map(|&(q, i)| adv[q][i] as f32).collect();
-                Ok((
-                    TokenBatch::new(&pairs, pad, device)?,
-                    Tensor::from_slice(&a).to_device(device),
-                ))
+                let batch = TokenBatch::new(&pairs, pad, device)?;
+                let ref_logprobs = reference
+                    .map(|r| tch::no_grad(|| r.token_logprobs_at(&batch, temperature)))
+                    .transpose()?;
+                let old_logprobs = (g.num_iterations > 1)
+                    .then(|| tch::no_grad(|| policy.token_logprobs_at(&batch, temperature)))
+                    .transpose()?;
+                Ok(MicroBatch {
+                    batch,
+                    advantages: Tensor::from_slice(&a).to_device(device),
+                    old_logprobs,
+                    ref_logprobs,
+                })
             })
             .collect::<Result<_>>()?;
-        let reference = match (&self.parts.reference, self.loss.beta > 0.0) {
-            (Some(r), true) => Some(
-                batches
-                    .iter()
-                    .map(|(b, _)| tch::no_grad(|| r.token_logprobs(b)))
-                    .collect::<Result<Vec<_>>>()?,
-            ),
-            _ => None,
+        let opts = UpdateOptions {
+            loss: self.loss,
+            denom,
+            temperature,
+            head_chunk: HEAD_CHUNK,
+            one_pass_head: false,
+            max_grad_norm: g.max_grad_norm,
         };
-        let old: Option<Vec<Tensor>> = if g.num_iterations > 1 {
-            Some(
-                batches
-                    .iter()
-                    .map(|(b, _)| tch::no_grad(|| policy.token_logprobs(b)))
-                    .collect::<Result<Vec<_>>>()?,
-            )
-        } else {
-            None
-        };
-        let (mut kl, mut clipped, mut tokens, mut ratio) = (0.0, 0.0, 0.0, 0.0);
-        for _ in 0..g.num_iterations {
-            adamw::zero_grad(policy.vars());
-            let mut loss_sum = 0.0;
-            for (i, (b, a)) in batches.iter().enumerate() {
-                let logp = policy.token_logprobs(b)?;
-                let old_i = match &old {
-                    Some(o) => o[i].shallow_clone(),
-                    None => logp.detach(),
-                };
-                let out = grpo_loss(
-                    &logp,
-                    &old_i,
-                    reference.as_ref().map(|r| &r[i]),
-                    a,
-                    &b.completion_mask,
-                    &self.loss,
-                    &denom,
-                );
-                out.loss.backward();
-                loss_sum += out.loss.double_value(&[]);
-                kl += out.kl_sum;
-                clipped += out.clipped_tokens;
-                tokens += out.tokens;
-                ratio += out.ratio_sum;
-            }
-            stats.grad_norm = adamw::clip_grad_norm(policy.vars(), g.max_grad_norm);
-            self.optimizer.step(lr);
-            stats.loss += loss_sum / g.num_iterations as f64;
-        }
-        adamw::zero_grad(policy.vars());
-        if tokens > 0.0 {
-            stats.kl = kl / tokens;
-            stats.clip_frac = clipped / tokens;
-            stats.ratio_mean = ratio / tokens;
-        }
-        Ok(stats)
+        update::update(
+            policy,
+            &mut self.optimizer,
+            &micro,
+            &opts,
+            lr,
+            g.num_iterations,
+        )
     }
-}
 
-#[derive(Debug, Default)]
-struct UpdateStats {
-    loss: f64,
-    grad_norm: f64,
-    kl: f64,
-    clip_frac: f64,
-    ratio_mean: f64,
+    /// The temperature of the teacher's sampling distribution, which the loss scores under
+    /// (greedy sampling: 1).
+    fn temperature(&self) -> f64 {
+        let t = f64::from(self.config.teacher.sampling.temperature);
+        if t > 0.0 {
+            t
+        } else {
+            1.0
+        }
+    }
 }

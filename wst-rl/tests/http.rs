@@ -104,6 +104,11 @@ fn training_against_a_flaky_http_student_completes_and_counts_failures() {
     cfg.student.base_urls = vec![url];
     cfg.student.max_retries = 1;
     cfg.student.timeout_s = 5.0;
+    // Half the attempts fail here: with one retry, a step may lose more than half its replies
+    // and a baseline all of its own, which would stop the run (tested in `failures`); this test
+    // is about counting the failures of a run that goes on.
+    cfg.student.max_failure_rate = 1.0;
+    cfg.student.baseline_samples = 0;
     cfg.grpo.batch_size = 2;
     cfg.grpo.group_size = 4;
     let scfg = StudentConfig {

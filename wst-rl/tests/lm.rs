@@ -2,59 +2,17 @@
 //! sampling is seeded and grouped, the scorer agrees with the sampler and with full logits, and
 //! the trainer runs, checkpoints and reloads it.
 
-use std::path::{Path, PathBuf};
-
 use tch::{Device, Kind, Tensor};
-use wst_core::{
-    ChatPrompt, MemoryBaselines, MemorySink, SamplingParams, Student, StudentReply, StudentRequest,
-};
+use wst_core::{ChatPrompt, MemoryBaselines, MemorySink, SamplingParams};
 use wst_models::LoadedModel;
 use wst_rl::{completion_logprobs, LmPolicy, Parts, Policy, TokenBatch, Trainer};
 
 use crate::support::*;
 
-fn tiny_qwen2() -> PathBuf {
-    let shared = match std::env::var_os("WST_SHARED") {
-        Some(d) => PathBuf::from(d),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared"),
-    };
-    let p = shared.join("testvectors/tiny-qwen2");
-    assert!(p.is_dir(), "test asset {} is missing", p.display());
-    p
-}
-
 fn teacher() -> LmPolicy {
     let model = LoadedModel::load(tiny_qwen2().to_str().unwrap(), Device::Cpu, Kind::Float)
         .expect("tiny-qwen2 loads");
     LmPolicy::new(model)
-}
-
-/// Answers right when the instruction has an even number of characters: random instructions
-/// give untied groups, so the update has a gradient.
-struct ParityStudent;
-
-impl Student for ParityStudent {
-    fn id(&self) -> String {
-        "parity".into()
-    }
-    fn generate(
-        &mut self,
-        requests: &[StudentRequest<'_>],
-        _sampling: &SamplingParams,
-    ) -> wst_core::Result<Vec<Vec<StudentReply>>> {
-        Ok(requests
-            .iter()
-            .map(|r| {
-                let even = r.instruction.is_some_and(|m| m.chars().count() % 2 == 0);
-                let text = if even {
-                    r.query.reference.clone().unwrap_or_default()
-                } else {
-                    "no".into()
-                };
-                vec![StudentReply::text(text); r.k]
-            })
-            .collect())
-    }
 }
 
 fn prompt(text: &str) -> ChatPrompt {

@@ -1,5 +1,7 @@
 //! Mocks and configs shared by the trainer tests.
 
+use std::path::{Path, PathBuf};
+
 use wst_core::{
     Config, Query, Result, Reward, RewardComponents, RewardInput, SamplingParams, Student,
     StudentReply, StudentRequest, TemplatePreset, VecSource,
@@ -115,4 +117,43 @@ pub fn config(steps: u64, seed: u64) -> Config {
 /// The tiny teacher.
 pub fn policy(seed: u64) -> TinyPolicy {
     TinyPolicy::new(&TinyConfig::new(WORDS, seed))
+}
+
+/// The tiny random Qwen2 of the reference vectors (vocab 512, hidden 64, 2 layers).
+pub fn tiny_qwen2() -> PathBuf {
+    let shared = match std::env::var_os("WST_SHARED") {
+        Some(d) => PathBuf::from(d),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared"),
+    };
+    let p = shared.join("testvectors/tiny-qwen2");
+    assert!(p.is_dir(), "test asset {} is missing", p.display());
+    p
+}
+
+/// Answers right when the instruction has an even number of characters: random instructions
+/// give untied groups, so the update has a gradient.
+pub struct ParityStudent;
+
+impl Student for ParityStudent {
+    fn id(&self) -> String {
+        "parity".into()
+    }
+    fn generate(
+        &mut self,
+        requests: &[StudentRequest<'_>],
+        _sampling: &SamplingParams,
+    ) -> Result<Vec<Vec<StudentReply>>> {
+        Ok(requests
+            .iter()
+            .map(|r| {
+                let even = r.instruction.is_some_and(|m| m.chars().count() % 2 == 0);
+                let text = if even {
+                    r.query.reference.clone().unwrap_or_default()
+                } else {
+                    "no".into()
+                };
+                vec![StudentReply::text(text); r.k]
+            })
+            .collect())
+    }
 }

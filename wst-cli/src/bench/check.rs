@@ -12,7 +12,7 @@ use tch::{Device, Kind, Tensor};
 use wst_core::SamplingParams;
 use wst_models::{ChatMessage, KvCache, LoadedModel};
 
-use crate::cmd_bench::{device_of, BenchDevice};
+use super::common::{device_of, BenchDevice};
 
 /// Arguments of `wst bench check`.
 #[derive(Debug, Args)]

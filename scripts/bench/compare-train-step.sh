@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# GRPO train step of wst (`wst bench train-step`, the update function `wst train` runs) against
+# PyTorch eager (scripts/bench/train_step_torch.py: the same surrogate, clip_grad_norm_ and
+# torch.optim.AdamW) on the same shapes: SmolLM2-135M, random weights, f32 on the CPU. Both run in
+# this one call, back to back per shape; prints each side's time and peak memory, the ratio last.
+#   WST_BENCH_SHAPES="2x16:8 8x96:32"  (batch x seq : prompt tokens)   WST_BENCH_ITERS=3
+#   WST_BIN=path/to/wst  (default: cargo build --release -p wst-cli)
+set -euo pipefail
+here=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$here"
+eval "$(bash scripts/setup.sh)"
+shapes=${WST_BENCH_SHAPES:-"2x16:8 8x96:32"}
+iters=${WST_BENCH_ITERS:-3}
+if [ -z "${WST_BIN:-}" ]; then
+  cargo build --release -p wst-cli >&2
+  WST_BIN=$(cargo metadata --format-version 1 --no-deps |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release/wst
+fi
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+echo "[bench] load: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores; wst: $WST_BIN" >&2
+for shape in $shapes; do
+  bs=${shape%%:*}; prompt=${shape##*:}; b=${bs%%x*}; s=${bs##*x}
+  echo "[bench] $b x $s (prompt $prompt): wst..." >&2
+  "$WST_BIN" bench train-step --preset smollm2-135m --device cpu --dtype f32 --batch "$b" \
+    --seq "$s" --prompt-len "$prompt" --micro-batch "$b" --iters "$iters" --json >>"$out/wst.jsonl"
+  echo "[bench] $b x $s (prompt $prompt): pytorch eager..." >&2
+  "$WST_PYTHON" -W ignore scripts/bench/train_step_torch.py --batch "$b" --seq "$s" \
+    --prompt-len "$prompt" --micro-batch "$b" --iters "$iters" >>"$out/torch.jsonl"
+done
+python3 - "$out/wst.jsonl" "$out/torch.jsonl" <<'PY'
+import json, sys
+wst = [json.loads(l) for l in open(sys.argv[1])]
+pt = [json.loads(l) for l in open(sys.argv[2])]
+gib = lambda b: b / 2**30
+print(f"{'shape':>8} {'wst s/step':>11} {'wst GiB':>8} {'torch s/step':>13} {'torch GiB':>10} {'time ratio':>11}")
+for w, t in zip(wst, pt):
+    shape = f"{w['batch']}x{w['seq']}"
+    print(f"{shape:>8} {w['seconds']:>11.3f} {gib(w['peak_memory_bytes']):>8.2f} "
+          f"{t['seconds']:>13.3f} {gib(t['peak_memory_bytes']):>10.2f} {w['seconds'] / t['seconds']:>11.2f}")
+print("ratio (wst / pytorch, lower is better): " +
+      ", ".join(f"{w['batch']}x{w['seq']} {w['seconds'] / t['seconds']:.2f}" for w, t in zip(wst, pt)))
+PY

@@ -1,0 +1,193 @@
+//! `wst bench train-step`: one GRPO update through [`wst_rl::update::update`], the function
+//! `wst train` runs (chunked output-head backward, clipping and AdamW with f32 state).
+
+use std::time::Instant;
+
+use anyhow::{bail, Result};
+use clap::Args;
+use serde_json::json;
+use tch::{Device, Kind, Tensor};
+use wst_core::GrpoConfig;
+use wst_rl::adamw::{AdamW, AdamWConfig};
+use wst_rl::loss::{LossDenom, LossParams};
+use wst_rl::update::{update, DecoderScorer, MicroBatch, UpdateOptions};
+use wst_rl::TokenBatch;
+
+use super::common::{
+    build_model, check_positive, device_of, gib, kind_name, kind_of, median, peak_memory,
+    print_report, random_ids, reset_peak, sync, ModelArgs,
+};
+
+/// Arguments of `wst bench train-step`.
+#[derive(Debug, Args)]
+pub struct TrainBench {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Sequences per step.
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+    /// Tokens per sequence (prompt + completion).
+    #[arg(long, default_value_t = 384)]
+    seq: usize,
+    /// Prompt tokens per sequence (the loss covers the rest).
+    #[arg(long, default_value_t = 128)]
+    prompt_len: usize,
+    /// Sequences per forward/backward.
+    #[arg(long, default_value_t = 16)]
+    micro_batch: usize,
+    /// Positions whose f32 logits exist at once in the output head.
+    #[arg(long, default_value_t = 64)]
+    chunk: usize,
+    /// Backpropagate through all chunks of the output head at once (one autograd graph over
+    /// every chunk's f32 logits) instead of one chunk at a time.
+    #[arg(long)]
+    one_pass_head: bool,
+    /// Untimed steps first.
+    #[arg(long, default_value_t = 1)]
+    warmup: usize,
+    /// Timed steps (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    iters: usize,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs `wst bench train-step`.
+pub fn run(a: TrainBench) -> Result<()> {
+    for (name, v) in [
+        ("batch", a.batch),
+        ("seq", a.seq),
+        ("micro-batch", a.micro_batch),
+        ("chunk", a.chunk),
+        ("iters", a.iters),
+    ] {
+        check_positive(name, v)?;
+    }
+    if a.prompt_len == 0 || a.prompt_len >= a.seq {
+        bail!(
+            "--prompt-len must be in [1, --seq), got {} with --seq {}",
+            a.prompt_len,
+            a.seq
+        );
+    }
+    let device = device_of(a.model.device)?;
+    let kind = kind_of(a.model.dtype, device);
+    let (model, name) = build_model(&a.model, device, kind)?;
+    let ids = random_ids(
+        a.batch,
+        a.seq,
+        model.config().vocab_size,
+        a.model.seed,
+        Device::Cpu,
+    );
+    let rows = Vec::<Vec<i64>>::try_from(&ids)?;
+    tch::manual_seed(a.model.seed as i64 + 1);
+    let adv = Tensor::randn([a.batch as i64], (Kind::Float, Device::Cpu));
+    // The same sequences are scored every step: prompt tokens, then completion tokens.
+    let micro: Vec<MicroBatch> = rows
+        .chunks(a.micro_batch)
+        .enumerate()
+        .map(|(i, chunk)| {
+            let pairs: Vec<(&[i64], &[i64])> = chunk
+                .iter()
+                .map(|r| (&r[..a.prompt_len], &r[a.prompt_len..]))
+                .collect();
+            let start = (i * a.micro_batch) as i64;
+            Ok(MicroBatch {
+                batch: TokenBatch::new(&pairs, 0, device)?,
+                advantages: adv.narrow(0, start, chunk.len() as i64).to_device(device),
+                old_logprobs: None,
+                ref_logprobs: None,
+            })
+        })
+        .collect::<Result<_>>()?;
+    let grpo = GrpoConfig::default();
+    let mut opt = AdamW::new(
+        model.var_store(),
+        AdamWConfig {
+            betas: grpo.betas,
+            eps: grpo.adam_eps,
+            weight_decay: 0.01,
+        },
+    );
+    let completion = (a.seq - a.prompt_len) as f64;
+    let opts = UpdateOptions {
+        loss: LossParams::from_config(&grpo),
+        denom: LossDenom {
+            sequences: a.batch as f64,
+            tokens: a.batch as f64 * completion,
+            max_len: completion,
+        },
+        temperature: 1.0,
+        head_chunk: a.chunk as i64,
+        one_pass_head: a.one_pass_head,
+        max_grad_norm: grpo.max_grad_norm,
+    };
+    let state_bytes = opt.state_bytes();
+    let scorer = DecoderScorer(&model);
+    let mut step =
+        || -> Result<f64> { Ok(update(&scorer, &mut opt, &micro, &opts, 1e-6, 1)?.loss) };
+    let mut losses = Vec::new();
+    for _ in 0..a.warmup {
+        losses.push(step()?);
+    }
+    sync(device);
+    reset_peak(device)?;
+    let mut times = Vec::with_capacity(a.iters);
+    for _ in 0..a.iters {
+        sync(device);
+        let t = Instant::now();
+        losses.push(step()?);
+        sync(device);
+        times.push(t.elapsed().as_secs_f64());
+    }
+    if let Some(bad) = losses.iter().find(|l| !l.is_finite()) {
+        bail!("the surrogate loss is not finite ({bad})");
+    }
+    let (peak, peak_source) = peak_memory(device)?;
+    let secs = median(times.clone());
+    let tokens_per_s = (a.batch * a.seq) as f64 / secs;
+    let v = json!({
+        "bench": "train-step",
+        "model": name,
+        "device": format!("{device:?}"),
+        "dtype": kind_name(kind),
+        "batch": a.batch,
+        "seq": a.seq,
+        "prompt_len": a.prompt_len,
+        "micro_batch": a.micro_batch,
+        "chunk": a.chunk,
+        "head": if a.one_pass_head { "one-pass" } else { "chunked-backward" },
+        "iters": a.iters,
+        "seconds": secs,
+        "seconds_all": times,
+        "ms_per_step": secs * 1e3,
+        "tokens_per_s": tokens_per_s,
+        "loss": losses.last().copied().unwrap_or(0.0),
+        "peak_memory_bytes": peak,
+        "peak_memory_source": peak_source,
+        "optimizer_state_bytes": state_bytes,
+    });
+    print_report(
+        &v,
+        a.json,
+        &[
+            format!(
+                "train-step {name} on {device:?} ({}): {} x {} tokens, micro-batch {}",
+                kind_name(kind),
+                a.batch,
+                a.seq,
+                a.micro_batch
+            ),
+            format!(
+                "{:.1} ms/step, {tokens_per_s:.0} tokens/s (median of {} steps), peak memory \
+                 {:.2} GiB ({peak_source})",
+                secs * 1e3,
+                a.iters,
+                gib(peak)
+            ),
+        ],
+    );
+    Ok(())
+}

@@ -1,0 +1,550 @@
+//! Evaluation of conditions (the paper's Figure 1): for each held-out query, an instruction
+//! writer (none, a local teacher, an API teacher) writes one instruction, the student answers it
+//! `K` times, and every reply is scored. [`plan`] expands the conditions and weights a user asks
+//! for into runs; [`summary`] gives each condition's mean with a 95% interval over problems
+//! (each problem's mean over its `K` replies is one observation, so the interval accounts for
+//! replies to one problem being correlated) and paired intervals of the differences between
+//! conditions, all over the same problems; [`stats`] holds the maths.
+
+pub mod plan;
+pub mod stats;
+pub mod summary;
+
+use wst_core::{
+    Instruction, PromptTemplates, Query, Result, Reward, RewardComponents, RewardInput,
+    SamplingParams, Student, StudentReply, StudentRequest, WeightedReward,
+};
+
+use crate::collect::derive_seed;
+use crate::metrics::contains_answer;
+use crate::policy::Policy;
+
+pub use summary::{csv_table, markdown_table, summarize, Comparison, ConditionSummary, EvalReport};
+
+/// What an instruction writer produced for one query.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Written {
+    /// The student gets no instruction (the student-alone condition).
+    Nothing,
+    /// The instruction the student gets.
+    Instruction(Instruction),
+    /// The writer failed on this query (an API teacher's request failed after its retries):
+    /// the student is not asked, and the query counts as failed for this condition.
+    Failed(String),
+}
+
+impl Written {
+    /// The instruction, if one was written.
+    pub fn instruction(&self) -> Option<&Instruction> {
+        match self {
+            Written::Instruction(m) => Some(m),
+            _ => None,
+        }
+    }
+}
+
+/// Writes one instruction per query: the thing an evaluation condition varies.
+pub trait InstructionWriter {
+    /// Label of the condition in tables and plots (e.g. `trained teacher`).
+    fn label(&self) -> String;
+
+    /// One outcome per query, in order.
+    fn write(&mut self, queries: &[Query]) -> Result<Vec<Written>>;
+}
+
+impl<T: InstructionWriter + ?Sized> InstructionWriter for &mut T {
+    fn label(&self) -> String {
+        (**self).label()
+    }
+    fn write(&mut self, queries: &[Query]) -> Result<Vec<Written>> {
+        (**self).write(queries)
+    }
+}
+
+impl<T: InstructionWriter + ?Sized> InstructionWriter for Box<T> {
+    fn label(&self) -> String {
+        (**self).label()
+    }
+    fn write(&mut self, queries: &[Query]) -> Result<Vec<Written>> {
+        (**self).write(queries)
+    }
+}
+
+/// The student-alone condition: no instruction.
+#[derive(Debug, Clone)]
+pub struct NoInstruction {
+    label: String,
+}
+
+impl NoInstruction {
+    /// The condition, labelled `label`.
+    pub fn new(label: impl Into<String>) -> Self {
+        NoInstruction {
+            label: label.into(),
+        }
+    }
+}
+
+impl InstructionWriter for NoInstruction {
+    fn label(&self) -> String {
+        self.label.clone()
+    }
+    fn write(&mut self, queries: &[Query]) -> Result<Vec<Written>> {
+        Ok(vec![Written::Nothing; queries.len()])
+    }
+}
+
+/// A teacher that is itself a [`Student`] (e.g. an API model behind an OpenAI-compatible URL
+/// whose prompt templates are the teacher's): its one reply to a query, asked with no
+/// instruction, is the instruction. A failed reply is [`Written::Failed`]: a failure of this
+/// condition, not the student-alone condition in disguise.
+pub struct StudentTeacher<S> {
+    label: String,
+    inner: S,
+    sampling: SamplingParams,
+}
+
+impl<S: Student> StudentTeacher<S> {
+    /// Wraps `inner`, sampling with `sampling`.
+    pub fn new(label: impl Into<String>, inner: S, sampling: SamplingParams) -> Self {
+        StudentTeacher {
+            label: label.into(),
+            inner,
+            sampling,
+        }
+    }
+}
+
+impl<S: Student> InstructionWriter for StudentTeacher<S> {
+    fn label(&self) -> String {
+        self.label.clone()
+    }
+    fn write(&mut self, queries: &[Query]) -> Result<Vec<Written>> {
+        let requests: Vec<StudentRequest<'_>> = queries
+            .iter()
+            .map(|query| StudentRequest {
+                query,
+                instruction: None,
+                k: 1,
+            })
+            .collect();
+        let replies = self.inner.generate(&requests, &self.sampling)?;
+        Ok(replies
+            .into_iter()
+            .map(|r| match r.into_iter().next() {
+                Some(StudentReply::Completed(c)) => Written::Instruction(Instruction {
+                    text: c.text.trim().to_string(),
+                    num_tokens: c.num_tokens.unwrap_or(0),
+                    truncated: c.finish_reason == wst_core::FinishReason::Length,
+                }),
+                Some(StudentReply::Failed(f)) => Written::Failed(format!(
+                    "teacher `{}`: {} (after {} attempts)",
+                    self.label, f.error, f.attempts
+                )),
+                None => Written::Failed(format!("teacher `{}` returned no reply", self.label)),
+            })
+            .collect())
+    }
+}
+
+/// A local teacher (untrained, or trained weights from a checkpoint): one instruction per query,
+/// sampled from its [`Policy`] with the teacher's prompt templates and sampling parameters.
+/// Seeded: the `n`-th call draws from `derive_seed(seed, n, 2)`, so an evaluation is repeatable.
+pub struct PolicyTeacher<P> {
+    label: String,
+    policy: P,
+    templates: PromptTemplates,
+    sampling: SamplingParams,
+    seed: u64,
+    calls: u64,
+}
+
+impl<P: Policy> PolicyTeacher<P> {
+    /// Wraps `policy`.
+    pub fn new(
+        label: impl Into<String>,
+        policy: P,
+        templates: PromptTemplates,
+        sampling: SamplingParams,
+        seed: u64,
+    ) -> Self {
+        PolicyTeacher {
+            label: label.into(),
+            policy,
+            templates,
+            sampling,
+            seed,
+            calls: 0,
+        }
+    }
+}
+
+impl<P: Policy> InstructionWriter for PolicyTeacher<P> {
+    fn label(&self) -> String {
+        self.label.clone()
+    }
+    fn write(&mut self, queries: &[Query]) -> Result<Vec<Written>> {
+        let ctx = |e: crate::Error| wst_core::Error::other(format!("teacher {}", self.label), e);
+        let mut prompts = Vec::with_capacity(queries.len());
+        for q in queries {
+            let prompt = self.templates.teacher(q)?;
+            prompts.push(self.policy.encode_prompt(&prompt).map_err(ctx)?);
+        }
+        let seed = derive_seed(self.seed, self.calls, 2);
+        self.calls += 1;
+        let groups = self
+            .policy
+            .sample(&prompts, 1, &self.sampling, seed)
+            .map_err(ctx)?;
+        Ok(groups
+            .into_iter()
+            .map(|g| match g.into_iter().next() {
+                Some(s) => Written::Instruction(Instruction {
+                    text: s.text,
+                    num_tokens: s.tokens.len(),
+                    truncated: s.truncated,
+                }),
+                None => Written::Failed(format!("teacher `{}` sampled nothing", self.label)),
+            })
+            .collect())
+    }
+}
+
+pub use wst_core::EvalSample;
+
+/// A component broke its contract (counts that do not match).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Mismatch(String);
+
+fn mismatch(label: &str, what: String) -> wst_core::Error {
+    wst_core::Error::other(format!("condition `{label}`"), Mismatch(what))
+}
+
+/// Runs one condition over `queries`: instructions in batches of `batch` queries, `k` replies
+/// per query, every completed reply scored. A query whose instruction could not be written
+/// gives `k` failed samples (the student is not asked).
+pub fn evaluate<W, S, R>(
+    writer: &mut W,
+    student: &mut S,
+    reward: &mut WeightedReward<R>,
+    queries: &[Query],
+    k: usize,
+    sampling: &SamplingParams,
+    batch: usize,
+) -> Result<Vec<EvalSample>>
+where
+    W: InstructionWriter + ?Sized,
+    S: Student + ?Sized,
+    R: Reward,
+{
+    let label = writer.label();
+    let mut out = Vec::with_capacity(queries.len() * k);
+    for chunk in queries.chunks(batch.max(1)) {
+        let written = writer.write(chunk)?;
+        if written.len() != chunk.len() {
+            return Err(mismatch(
+                &label,
+                format!(
+                    "wrote {} instructions for {} queries",
+                    written.len(),
+                    chunk.len()
+                ),
+            ));
+        }
+        let asked: Vec<usize> = (0..chunk.len())
+            .filter(|&i| !matches!(written[i], Written::Failed(_)))
+            .collect();
+        let requests: Vec<StudentRequest<'_>> = asked
+            .iter()
+            .map(|&i| StudentRequest {
+                query: &chunk[i],
+                instruction: written[i].instruction().map(|m| m.text.as_str()),
+                k,
+            })
+            .collect();
+        let mut answered = if requests.is_empty() {
+            Vec::new()
+        } else {
+            student.generate(&requests, sampling)?
+        };
+        if answered.len() != requests.len() || answered.iter().any(|r| r.len() != k) {
+            return Err(mismatch(
+                &label,
+                format!(
+                    "the student returned {} reply lists for {} requests of k = {k}",
+                    answered.len(),
+                    requests.len()
+                ),
+            ));
+        }
+        // Replies per query of the chunk, `None` where the student was not asked.
+        let mut replies: Vec<Option<Vec<StudentReply>>> = vec![None; chunk.len()];
+        for (&i, r) in asked.iter().zip(answered.drain(..)) {
+            replies[i] = Some(r);
+        }
+        let mut inputs = Vec::new();
+        for ((query, w), rs) in chunk.iter().zip(&written).zip(&replies) {
+            let m1 = w.instruction();
+            for r in rs.iter().flatten() {
+                if let Some(reply) = r.as_text() {
+                    inputs.push(
+                        RewardInput::new(query, reply)
+                            .with_instruction(m1.map(|m| m.text.as_str())),
+                    );
+                }
+            }
+        }
+        let mut scores = reward.score_scalar(&inputs)?.into_iter();
+        for ((query, w), rs) in chunk.iter().zip(&written).zip(&replies) {
+            let m1 = w.instruction();
+            let leaked = m1.is_some_and(|m| {
+                query
+                    .reference
+                    .as_deref()
+                    .is_some_and(|r| contains_answer(&m.text, r))
+            });
+            let sample = |i: usize| EvalSample {
+                condition: label.clone(),
+                query_id: query.id.clone(),
+                sample: i as u32,
+                instruction: m1.map(|m| m.text.clone()),
+                answer_in_instruction: leaked,
+                reply: None,
+                components: RewardComponents::default(),
+                reward: None,
+                weight: None,
+                error: None,
+            };
+            let Some(rs) = rs else {
+                let error = match w {
+                    Written::Failed(e) => e.clone(),
+                    _ => "not asked".into(),
+                };
+                for i in 0..k {
+                    out.push(EvalSample {
+                        error: Some(format!("no instruction: {error}")),
+                        ..sample(i)
+                    });
+                }
+                continue;
+            };
+            for (i, r) in rs.iter().enumerate() {
+                match r {
+                    StudentReply::Completed(c) => {
+                        let (components, scalar) = scores.next().ok_or_else(|| {
+                            mismatch(&label, "the reward returned too few scores".into())
+                        })?;
+                        out.push(EvalSample {
+                            reply: Some(c.text.clone()),
+                            components,
+                            reward: Some(scalar),
+                            ..sample(i)
+                        });
+                    }
+                    StudentReply::Failed(f) => out.push(EvalSample {
+                        error: Some(f.error.clone()),
+                        ..sample(i)
+                    }),
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wst_core::{RewardWeights, StudentReply};
+
+    /// Answers `a + b` right when the instruction says "carefully", wrong otherwise; every
+    /// third reply to an instruction-free request fails.
+    struct Mock {
+        calls: usize,
+    }
+    impl Student for Mock {
+        fn id(&self) -> String {
+            "mock".into()
+        }
+        fn generate(
+            &mut self,
+            requests: &[StudentRequest<'_>],
+            _: &SamplingParams,
+        ) -> Result<Vec<Vec<StudentReply>>> {
+            Ok(requests
+                .iter()
+                .map(|r| {
+                    (0..r.k)
+                        .map(|_| {
+                            self.calls += 1;
+                            let good = r.instruction.is_some_and(|m| m.contains("carefully"));
+                            if r.instruction.is_none() && self.calls % 3 == 0 {
+                                StudentReply::failed("boom", 3)
+                            } else if good {
+                                StudentReply::text(r.query.reference.clone().unwrap())
+                            } else {
+                                StudentReply::text("-1")
+                            }
+                        })
+                        .collect()
+                })
+                .collect())
+        }
+    }
+    struct Exact;
+    impl Reward for Exact {
+        fn component_names(&self) -> Vec<String> {
+            vec!["correct".into()]
+        }
+        fn score(&mut self, inputs: &[RewardInput<'_>]) -> Result<Vec<RewardComponents>> {
+            Ok(inputs
+                .iter()
+                .map(|i| {
+                    let ok = Some(i.reply) == i.query.reference.as_deref();
+                    RewardComponents::from_pairs([("correct", ok as u8 as f64)])
+                })
+                .collect())
+        }
+    }
+    struct Fixed(&'static str);
+    impl InstructionWriter for Fixed {
+        fn label(&self) -> String {
+            self.0.into()
+        }
+        fn write(&mut self, queries: &[Query]) -> Result<Vec<Written>> {
+            Ok(queries
+                .iter()
+                .map(|_| Written::Instruction(Instruction::from_text(self.0)))
+                .collect())
+        }
+    }
+
+    fn queries(n: usize) -> Vec<Query> {
+        (0..n)
+            .map(|i| {
+                Query::new(format!("q{i}"), format!("{i} + 1")).with_reference((i + 1).to_string())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn conditions_are_scored_and_failures_excluded() {
+        let qs = queries(5);
+        let mut reward = WeightedReward::new(Exact, RewardWeights::single("correct")).unwrap();
+        let mut student = Mock { calls: 0 };
+        let s = SamplingParams::default();
+        let mut all = evaluate(
+            &mut NoInstruction::new("alone"),
+            &mut student,
+            &mut reward,
+            &qs,
+            3,
+            &s,
+            2,
+        )
+        .unwrap();
+        all.extend(
+            evaluate(
+                &mut Fixed("add carefully"),
+                &mut student,
+                &mut reward,
+                &qs,
+                3,
+                &s,
+                2,
+            )
+            .unwrap(),
+        );
+        all.extend(
+            evaluate(
+                &mut Fixed("guess"),
+                &mut student,
+                &mut reward,
+                &qs,
+                3,
+                &s,
+                4,
+            )
+            .unwrap(),
+        );
+        assert_eq!(all.len(), 45);
+        let sum = summarize(&all, &[], Some((0.0, 1.0))).conditions;
+        assert_eq!(sum.len(), 3);
+        assert_eq!(sum[0].condition, "alone");
+        assert_eq!(sum[0].failures, 5, "15 calls, every third fails");
+        assert_eq!(sum[0].replies, 10);
+        assert_eq!(sum[0].mean, 0.0);
+        assert_eq!(sum[1].mean, 1.0);
+        // Every problem right: not [1, 1] but the Wilson interval of 5 of 5 (scipy
+        // binomtest(5, 5).proportion_ci(method="wilson") = [0.5655, 1]).
+        assert!(
+            (sum[1].ci_lo - 0.5655175352168251).abs() < 1e-9,
+            "{:?}",
+            sum[1]
+        );
+        assert_eq!(sum[1].ci_hi, 1.0);
+        assert_eq!(sum[2].mean, 0.0);
+        assert_eq!(sum[1].components["correct"], 1.0);
+        let md = markdown_table(&summarize(&all, &[], Some((0.0, 1.0))));
+        assert!(
+            md.contains("| add carefully | 5 | 15 | 0 | 1.000 | [0.566, 1.000] | 0% |"),
+            "{md}"
+        );
+        let csv = csv_table(&summarize(&all, &[], Some((0.0, 1.0))));
+        assert_eq!(csv.lines().count(), 4);
+    }
+
+    /// An API-like teacher whose request for the second query fails.
+    struct Flaky;
+    impl InstructionWriter for Flaky {
+        fn label(&self) -> String {
+            "api".into()
+        }
+        fn write(&mut self, queries: &[Query]) -> Result<Vec<Written>> {
+            Ok(queries
+                .iter()
+                .map(|q| match q.id.as_str() {
+                    "q1" => Written::Failed("HTTP 500".into()),
+                    _ => Written::Instruction(Instruction::from_text("add carefully")),
+                })
+                .collect())
+        }
+    }
+
+    #[test]
+    fn a_failed_instruction_is_a_failure_of_its_condition() {
+        let qs = queries(3);
+        let mut reward = WeightedReward::new(Exact, RewardWeights::single("correct")).unwrap();
+        let mut student = Mock { calls: 0 };
+        let s = SamplingParams::default();
+        let mut all = evaluate(&mut Flaky, &mut student, &mut reward, &qs, 2, &s, 8).unwrap();
+        assert_eq!(student.calls, 4, "the student is not asked for q1");
+        let failed: Vec<&EvalSample> = all.iter().filter(|x| x.query_id == "q1").collect();
+        assert_eq!(failed.len(), 2);
+        assert!(failed.iter().all(|x| x.reward.is_none()
+            && x.instruction.is_none()
+            && x.error.as_deref() == Some("no instruction: HTTP 500")));
+        all.extend(
+            evaluate(
+                &mut Fixed("guess"),
+                &mut student,
+                &mut reward,
+                &qs,
+                2,
+                &s,
+                8,
+            )
+            .unwrap(),
+        );
+        let pairs = vec![("api".to_string(), "guess".to_string())];
+        let r = summarize(&all, &pairs, Some((0.0, 1.0)));
+        let api = r.condition("api").unwrap();
+        assert_eq!((api.failures, api.unscored, api.problems), (2, 1, 2));
+        assert_eq!(api.mean, 1.0, "not the student alone's score on q1");
+        assert_eq!(r.excluded, vec!["q1".to_string()]);
+        assert_eq!(r.condition("guess").unwrap().problems, 2);
+        let c = r.comparison("api", "guess").unwrap();
+        assert_eq!((c.problems, c.mean), (2, 1.0));
+    }
+}

@@ -1,0 +1,403 @@
+//! The teacher's update: one function, [`update`], that `wst train` ([`crate::Trainer`]) and
+//! `wst bench train-step` both run.
+//!
+//! For each micro-batch the body runs once with gradients up to its features `f` at the
+//! completion positions; the output head then runs on a detached copy of `f`, one chunk of
+//! positions at a time: each chunk's f32 logits give its tokens' log-probabilities (at the
+//! sampling temperature), its share of the GRPO loss ([`crate::loss::grpo_terms`]) is
+//! backpropagated into the head's weights and the copy's gradient, and the logits are freed.
+//! Finally `f` is backpropagated with the gathered gradient. So only one `[micro, chunk, vocab]`
+//! block is alive at a time, where one autograd graph over all positions keeps every chunk's
+//! logits until its backward. The loss and its statistics are summed on the device and read
+//! back once per update, after the optimiser step (clipping and AdamW in f32, see
+//! [`crate::adamw`]).
+
+use tch::{nn, Kind, Tensor};
+use wst_models::DecoderLm;
+
+use crate::adamw::{zero_grad, AdamW};
+use crate::lm::decoder_features;
+use crate::loss::{grpo_terms, token_weights, LossDenom, LossParams};
+use crate::policy::{head_in_chunks, Policy, TokenBatch};
+use crate::Result;
+
+/// The differentiable half of a policy, all the update needs: a body, an output head and the
+/// variables they train. Every [`Policy`] is one; [`DecoderScorer`] makes a bare decoder one
+/// (benchmarks on random weights have no tokenizer).
+pub trait Scorer {
+    /// The variables the optimiser updates.
+    fn variables(&self) -> &nn::VarStore;
+    /// See [`Policy::completion_features`].
+    fn features(&self, batch: &TokenBatch) -> Result<Tensor>;
+    /// See [`Policy::head_logprobs`].
+    fn head(&self, features: &Tensor, targets: &Tensor, temperature: f64) -> Result<Tensor>;
+    /// See [`Policy::token_logprobs_at`].
+    fn logprobs(&self, batch: &TokenBatch, temperature: f64) -> Result<Tensor>;
+}
+
+impl<P: Policy + ?Sized> Scorer for P {
+    fn variables(&self) -> &nn::VarStore {
+        self.vars()
+    }
+    fn features(&self, batch: &TokenBatch) -> Result<Tensor> {
+        self.completion_features(batch)
+    }
+    fn head(&self, features: &Tensor, targets: &Tensor, temperature: f64) -> Result<Tensor> {
+        self.head_logprobs(features, targets, temperature)
+    }
+    fn logprobs(&self, batch: &TokenBatch, temperature: f64) -> Result<Tensor> {
+        self.token_logprobs_at(batch, temperature)
+    }
+}
+
+/// A decoder LM as a [`Scorer`] (what [`crate::LmPolicy`] computes, without a tokenizer).
+#[derive(Debug, Clone, Copy)]
+pub struct DecoderScorer<'a>(
+    /// The decoder.
+    pub &'a DecoderLm,
+);
+
+impl Scorer for DecoderScorer<'_> {
+    fn variables(&self) -> &nn::VarStore {
+        self.0.var_store()
+    }
+    fn features(&self, batch: &TokenBatch) -> Result<Tensor> {
+        decoder_features(self.0, batch)
+    }
+    fn head(&self, features: &Tensor, targets: &Tensor, temperature: f64) -> Result<Tensor> {
+        Ok(self.0.head_logprobs_at(features, targets, temperature)?)
+    }
+    fn logprobs(&self, batch: &TokenBatch, temperature: f64) -> Result<Tensor> {
+        let f = self.features(batch)?;
+        head_in_chunks(&f, &batch.completion_ids(), |f, t| {
+            self.head(f, t, temperature)
+        })
+    }
+}
+
+/// One micro-batch of the update.
+#[derive(Debug)]
+pub struct MicroBatch {
+    /// The sequences.
+    pub batch: TokenBatch,
+    /// `[N]` advantages (f32, on the device).
+    pub advantages: Tensor,
+    /// `[N, C]` log-probabilities of the policy that sampled (for `num_iterations > 1`); `None`:
+    /// the current policy's, detached (ratio 1).
+    pub old_logprobs: Option<Tensor>,
+    /// `[N, C]` log-probabilities of the frozen reference (the KL term), if any.
+    pub ref_logprobs: Option<Tensor>,
+}
+
+/// How to compute the update.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct UpdateOptions {
+    /// Clip ranges, KL weight, aggregation.
+    pub loss: LossParams,
+    /// Whole-batch denominators.
+    pub denom: LossDenom,
+    /// The sampling temperature: log-probabilities are those of `softmax(logits / T)`.
+    pub temperature: f64,
+    /// Positions per chunk of the output head.
+    pub head_chunk: i64,
+    /// One autograd graph over all chunks of the head instead of a backward per chunk (the
+    /// reference the chunked backward is tested against; more memory).
+    pub one_pass_head: bool,
+    /// Global gradient-norm limit (0: no clipping).
+    pub max_grad_norm: f64,
+}
+
+/// What an update reports (means over its optimiser steps where that applies).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct UpdateStats {
+    /// The loss, averaged over the iterations.
+    pub loss: f64,
+    /// Global gradient norm before clipping, of the last iteration.
+    pub grad_norm: f64,
+    /// Mean k3 KL per token.
+    pub kl: f64,
+    /// Fraction of tokens whose gradient clipping removed.
+    pub clip_frac: f64,
+    /// Mean importance ratio.
+    pub ratio_mean: f64,
+    /// Tokens scored (over all iterations).
+    pub tokens: f64,
+}
+
+/// Device-side running sums.
+struct Sums {
+    loss: Tensor,
+    kl: Tensor,
+    clipped: Tensor,
+    tokens: Tensor,
+    ratio: Tensor,
+}
+
+impl Sums {
+    fn new(device: tch::Device) -> Self {
+        let z = || Tensor::zeros([], (Kind::Double, device));
+        Sums {
+            loss: z(),
+            kl: z(),
+            clipped: z(),
+            tokens: z(),
+            ratio: z(),
+        }
+    }
+}
+
+/// Backpropagates the GRPO loss of `micro` into the gradients of `scorer`'s variables
+/// (accumulating: zero them first) and adds the loss and statistics to `sums` on the device.
+fn accumulate<S: Scorer + ?Sized>(
+    scorer: &S,
+    micro: &[MicroBatch],
+    opts: &UpdateOptions,
+    sums: &mut Sums,
+) -> Result<()> {
+    let chunk = opts.head_chunk.max(1);
+    for mb in micro {
+        let b = &mb.batch;
+        let mask = &b.completion_mask;
+        let weights = token_weights(mask, opts.loss.loss_type, &opts.denom);
+        let mut add = |lp: &Tensor, at: i64, n: i64| -> Result<()> {
+            let slice = |t: &Tensor| t.narrow(1, at, n);
+            let old = match &mb.old_logprobs {
+                Some(o) => slice(o),
+                None => lp.detach(),
+            };
+            let reference = mb.ref_logprobs.as_ref().map(slice);
+            let t = grpo_terms(
+                lp,
+                &old,
+                reference.as_ref(),
+                &mb.advantages,
+                &slice(mask),
+                &slice(&weights),
+                &opts.loss,
+            );
+            t.loss.f_backward()?;
+            tch::no_grad(|| {
+                sums.loss += t.loss.detach().to_kind(Kind::Double);
+                sums.kl += t.kl_sum;
+                sums.clipped += t.clipped_tokens;
+                sums.tokens += t.tokens;
+                sums.ratio += t.ratio_sum;
+            });
+            Ok(())
+        };
+        let c = b.completion_len as i64;
+        if opts.one_pass_head {
+            let lp = scorer.logprobs(b, opts.temperature)?;
+            add(&lp, 0, c)?;
+            continue;
+        }
+        let f = scorer.features(b)?;
+        let fd = f.detach().set_requires_grad(true);
+        let targets = b.completion_ids();
+        let mut at = 0;
+        while at < c {
+            let n = chunk.min(c - at);
+            let lp = scorer.head(
+                &fd.narrow(1, at, n),
+                &targets.narrow(1, at, n),
+                opts.temperature,
+            )?;
+            add(&lp, at, n)?;
+            at += n;
+        }
+        let grad = fd.grad();
+        if grad.defined() && f.requires_grad() {
+            (f * grad).sum(Kind::Float).f_backward()?;
+        }
+    }
+    Ok(())
+}
+
+/// The update: `iterations` times, zero the gradients, backpropagate the GRPO loss of every
+/// micro-batch (chunked head backward), clip and take one AdamW step at `lr`; then read the
+/// statistics back (the one wait for the device). The step consumes the gradients: they hold
+/// scratch values afterwards (the next update zeroes them first).
+pub fn update<S: Scorer + ?Sized>(
+    scorer: &S,
+    optimizer: &mut AdamW,
+    micro: &[MicroBatch],
+    opts: &UpdateOptions,
+    lr: f64,
+    iterations: usize,
+) -> Result<UpdateStats> {
+    let vs = scorer.variables();
+    let Some(first) = micro.first() else {
+        return Ok(UpdateStats::default());
+    };
+    let mut sums = Sums::new(first.advantages.device());
+    let mut norm = None;
+    for _ in 0..iterations {
+        zero_grad(vs);
+        accumulate(scorer, micro, opts, &mut sums)?;
+        norm = optimizer.step_clipped(lr, opts.max_grad_norm);
+    }
+    let norm = norm.map_or_else(
+        || Tensor::zeros([], (Kind::Double, first.advantages.device())),
+        |n| n.to_kind(Kind::Double).to_device(first.advantages.device()),
+    );
+    let all = Tensor::stack(
+        &[
+            &sums.loss,
+            &sums.kl,
+            &sums.clipped,
+            &sums.tokens,
+            &sums.ratio,
+            &norm,
+        ],
+        0,
+    )
+    .to_device(tch::Device::Cpu);
+    let v = Vec::<f64>::try_from(&all)?;
+    let (loss, kl, clipped, tokens, ratio, grad_norm) = (v[0], v[1], v[2], v[3], v[4], v[5]);
+    let mut stats = UpdateStats {
+        loss: loss / iterations.max(1) as f64,
+        grad_norm,
+        tokens,
+        ..UpdateStats::default()
+    };
+    if tokens > 0.0 {
+        stats.kl = kl / tokens;
+        stats.clip_frac = clipped / tokens;
+        stats.ratio_mean = ratio / tokens;
+    }
+    Ok(stats)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::adamw::{trainable, AdamWConfig};
+    use tch::Device;
+    use wst_core::LossType;
+    use wst_models::{Arch, DecoderConfig};
+
+    /// Gradients of every variable, flattened into one f64 vector.
+    fn grads(model: &DecoderLm) -> Tensor {
+        let parts: Vec<Tensor> = trainable(model.var_store())
+            .into_iter()
+            .map(|(_, t)| t.grad().to_kind(Kind::Double).flatten(0, -1))
+            .collect();
+        Tensor::cat(&parts, 0)
+    }
+
+    fn micro_batches(
+        ids: &[Vec<i64>],
+        adv: &[f32],
+        prompt: usize,
+        micro: usize,
+    ) -> Vec<MicroBatch> {
+        ids.chunks(micro)
+            .zip(adv.chunks(micro))
+            .map(|(rows, a)| {
+                let pairs: Vec<(&[i64], &[i64])> =
+                    rows.iter().map(|r| (&r[..prompt], &r[prompt..])).collect();
+                MicroBatch {
+                    batch: TokenBatch::new(&pairs, 0, Device::Cpu).unwrap(),
+                    advantages: Tensor::from_slice(a),
+                    old_logprobs: None,
+                    ref_logprobs: None,
+                }
+            })
+            .collect()
+    }
+
+    fn options(one_pass: bool, chunk: i64) -> UpdateOptions {
+        UpdateOptions {
+            loss: LossParams {
+                epsilon: 0.2,
+                epsilon_high: 0.2,
+                beta: 0.0,
+                loss_type: LossType::Grpo,
+            },
+            denom: LossDenom {
+                sequences: 4.0,
+                tokens: 24.0,
+                max_len: 6.0,
+            },
+            temperature: 1.0,
+            head_chunk: chunk,
+            one_pass_head: one_pass,
+            max_grad_norm: 0.0,
+        }
+    }
+
+    #[test]
+    fn chunked_head_backward_equals_one_autograd_graph() {
+        let mut config = DecoderConfig::tiny(Arch::Qwen2);
+        config.vocab_size = 64;
+        let model = DecoderLm::random(config, Device::Cpu, 3).unwrap();
+        tch::manual_seed(1);
+        let ids: Vec<Vec<i64>> = Vec::try_from(&Tensor::randint_low(
+            1,
+            64,
+            [4, 10],
+            (Kind::Int64, Device::Cpu),
+        ))
+        .unwrap();
+        let adv = [0.5f32, -1.0, 2.0, 0.25];
+        let micro = micro_batches(&ids, &adv, 4, 3);
+        let scorer = DecoderScorer(&model);
+        let run = |one_pass: bool| {
+            zero_grad(model.var_store());
+            let mut sums = Sums::new(Device::Cpu);
+            accumulate(&scorer, &micro, &options(one_pass, 2), &mut sums).unwrap();
+            (sums.loss.double_value(&[]), grads(&model))
+        };
+        let (l1, g1) = run(true);
+        let (l2, g2) = run(false);
+        // The ratio is 1 at the current weights: the loss is minus the mean advantage.
+        assert!((l1 - (-0.4375)).abs() < 1e-5, "{l1}");
+        assert!((l1 - l2).abs() < 1e-6);
+        let norm = g1.norm().double_value(&[]);
+        assert!(norm > 0.0);
+        let diff = (&g1 - &g2).norm().double_value(&[]) / norm;
+        assert!(diff < 1e-5, "relative gradient difference {diff}");
+    }
+
+    #[test]
+    fn update_steps_and_reports_statistics_read_once() {
+        let mut config = DecoderConfig::tiny(Arch::Llama);
+        config.vocab_size = 64;
+        let model = DecoderLm::random(config, Device::Cpu, 5).unwrap();
+        tch::manual_seed(2);
+        let ids: Vec<Vec<i64>> = Vec::try_from(&Tensor::randint_low(
+            1,
+            64,
+            [4, 10],
+            (Kind::Int64, Device::Cpu),
+        ))
+        .unwrap();
+        let micro = micro_batches(&ids, &[1.0, -1.0, 0.5, -0.5], 4, 2);
+        let before: Vec<Tensor> = trainable(model.var_store())
+            .into_iter()
+            .map(|(_, t)| t.detach().copy())
+            .collect();
+        let mut opt = AdamW::new(
+            model.var_store(),
+            AdamWConfig {
+                betas: [0.9, 0.999],
+                eps: 1e-8,
+                weight_decay: 0.0,
+            },
+        );
+        let mut opts = options(false, 4);
+        opts.max_grad_norm = 1e-3;
+        let s = update(&DecoderScorer(&model), &mut opt, &micro, &opts, 1e-3, 2).unwrap();
+        assert_eq!(opt.steps(), 2);
+        assert_eq!(s.tokens, 2.0 * 24.0);
+        assert!(s.grad_norm > 1e-3, "clipping had something to clip: {s:?}");
+        assert!((s.ratio_mean - 1.0).abs() < 1e-6, "{s:?}");
+        assert_eq!(s.kl, 0.0);
+        let moved = trainable(model.var_store())
+            .into_iter()
+            .zip(&before)
+            .filter(|((_, a), b)| !a.equal(b))
+            .count();
+        assert_eq!(moved, before.len(), "every variable moves");
+    }
+}
