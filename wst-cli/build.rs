@@ -11,7 +11,9 @@ use std::path::PathBuf;
 fn main() {
     println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
     let Some(lib) = std::env::var_os("DEP_TCH_LIBTORCH_LIB").map(PathBuf::from) else {
-        println!("cargo:warning=torch-sys reported no torch/lib; the wst binary needs LD_LIBRARY_PATH");
+        println!(
+            "cargo:warning=torch-sys reported no torch/lib; the wst binary needs LD_LIBRARY_PATH"
+        );
         return;
     };
     println!("cargo:rustc-link-search=native={}", lib.display());
