@@ -150,8 +150,10 @@ fn keys_separate_query_content_and_reward_definition() {
     other_question.query_hash = wst_core::Query::new(k.query_id.clone(), "9 + 9").content_hash();
     assert_eq!(store.get(&other_question), None);
     let mut other_reward = k.clone();
-    let mut r = wst_core::RewardConfig::default();
-    r.last_number_fallback = false;
+    let r = wst_core::RewardConfig {
+        last_number_fallback: false,
+        ..Default::default()
+    };
     other_reward.reward_hash = wst_core::reward_hash(&r);
     assert_eq!(store.get(&other_reward), None);
     assert_eq!(store.get(&k), Some(value(0.3)));

@@ -458,7 +458,13 @@ fn one_request(
 #[test]
 fn refusals_stop_the_call_at_once_with_status_message_and_hint() {
     std::env::set_var("WST_TEST_HTTP_KEY_401", "sk-test-0123456789abcdef");
-    let cases: [(fn(usize) -> Behaviour, &str, &str, &str); 3] = [
+    type Case = (
+        fn(usize) -> Behaviour,
+        &'static str,
+        &'static str,
+        &'static str,
+    );
+    let cases: [Case; 3] = [
         (
             |_| Behaviour::Unauthorized,
             "401 Unauthorized",

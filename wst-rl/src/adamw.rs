@@ -208,7 +208,7 @@ impl AdamW {
                 let _ = d.g_mul_scalar_(d_scale);
                 let _ = w.addcdiv_(&self.m[i], &d);
                 if let Some(master) = &self.master[i] {
-                    let _ = self.params[i].copy_(master);
+                    self.params[i].copy_(master);
                 }
             }
             norm

@@ -91,7 +91,7 @@ impl TokenBatch {
                 .to_device(device),
             prompt_len: p_len,
             completion_len: c_len,
-            padded: att.iter().any(|&a| a == 0),
+            padded: att.contains(&0),
         })
     }
 

@@ -56,8 +56,10 @@ fn batches(p: &LmPolicy, old: bool, temperature: f64) -> Vec<MicroBatch> {
 }
 
 fn options(temperature: f64) -> UpdateOptions {
-    let mut grpo = wst_core::GrpoConfig::default();
-    grpo.epsilon = 0.2;
+    let grpo = wst_core::GrpoConfig {
+        epsilon: 0.2,
+        ..Default::default()
+    };
     UpdateOptions {
         loss: LossParams::from_config(&grpo),
         denom: LossDenom {

@@ -106,7 +106,7 @@ fn gemma_student_gets_the_instruction_in_the_user_message() -> TestResult {
     let mut s = gemma_student(InstructionRole::System);
     assert!(!s.instruction_in_user());
     let e = s
-        .generate(&[with.clone()], &SamplingParams::greedy(3))
+        .generate(std::slice::from_ref(&with), &SamplingParams::greedy(3))
         .unwrap_err();
     let chain = wst_core::error_chain(&e);
     assert!(chain.contains("System role not supported"), "{chain}");
