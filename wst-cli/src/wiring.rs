@@ -69,8 +69,29 @@ pub fn student(cfg: &Config, device: Device) -> Result<Box<dyn Student>> {
     })
 }
 
-/// The reward of `[reward]`.
+/// The reward of `[reward]`: the shorthand `reward.kind`, or the `[reward.components]` mixed by
+/// weight.
 pub fn reward(cfg: &Config, device: Device) -> Result<Box<dyn Reward>> {
+    if !cfg.reward.components.is_empty() {
+        let composite = wst_reward::build_components(&cfg.reward, |rms| {
+            let one = wst_core::RewardConfig {
+                kind: RewardKind::RewardModel,
+                models: rms
+                    .iter()
+                    .map(|(n, c)| (n.clone(), c.model.clone().unwrap_or_default()))
+                    .collect(),
+                batch_size: rms.values().map(|c| c.batch_size).max().unwrap_or(16),
+                components: Default::default(),
+                ..cfg.reward.clone()
+            };
+            Ok(Box::new(
+                RewardModelReward::from_config(&one, device)
+                    .map_err(|e| wst_core::Error::other("[reward.components] reward models", e))?,
+            ))
+        })
+        .context("[reward.components]")?;
+        return Ok(Box::new(composite));
+    }
     Ok(match cfg.reward.kind {
         RewardKind::Math => Box::new(MathReward::from_config(&cfg.reward)),
         RewardKind::RewardModel => Box::new(
@@ -97,6 +118,25 @@ fn model_check(what: &str, spec: &str) -> Check {
             .map(|p| format!("found at {} (not loaded)", p.display()))
             .map_err(anyhow::Error::from),
     }
+}
+
+/// Whether `program` exists (a path) or is on `PATH` (a bare name); the program is not started.
+fn program_found(program: &str) -> Result<String> {
+    let p = Path::new(program);
+    if program.contains(std::path::MAIN_SEPARATOR) {
+        return if p.is_file() {
+            Ok(format!("{} exists (not started)", p.display()))
+        } else {
+            Err(anyhow::anyhow!("{} does not exist", p.display()))
+        };
+    }
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|d| d.join(program))
+        .find(|c| c.is_file())
+        .map(|c| format!("found at {} (not started)", c.display()))
+        .ok_or_else(|| anyhow::anyhow!("`{program}` is not on PATH"))
 }
 
 /// `--dry-run`: validates everything a run needs without training: the data, the eval data, the
@@ -171,9 +211,17 @@ pub fn dry_run(cfg: &Config) -> Result<()> {
             });
         }
     }
-    if cfg.reward.kind == RewardKind::RewardModel {
-        for (name, spec) in &cfg.reward.models {
-            checks.push(model_check(&format!("reward model {name}"), spec));
+    for (name, c) in cfg.reward.resolved_components() {
+        match c.kind {
+            Some(wst_core::ComponentKind::RewardModel) => {
+                let spec = c.model.unwrap_or_default();
+                checks.push(model_check(&format!("reward model {name}"), &spec));
+            }
+            Some(wst_core::ComponentKind::Command) => checks.push(Check {
+                what: format!("reward program {name} {:?}", c.command),
+                outcome: program_found(c.command.first().map_or("", String::as_str)),
+            }),
+            _ => {}
         }
     }
     checks.push(Check {

@@ -8,6 +8,7 @@ mod bench;
 mod data;
 mod eval;
 mod generate;
+mod rewards;
 mod score;
 mod student_failures;
 mod train;

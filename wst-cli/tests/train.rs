@@ -102,7 +102,7 @@ fn gsm8k_paper_config_dry_run_stops_at_the_first_model_and_network_access() {
 }
 
 /// A config training the tiny random Qwen2 of the test vectors against itself on arithmetic.
-fn tiny_config(dir: &Path) -> PathBuf {
+pub(crate) fn tiny_config(dir: &Path) -> PathBuf {
     let model = shared().join("testvectors/tiny-qwen2");
     let text = format!(
         r#"

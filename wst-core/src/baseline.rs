@@ -100,9 +100,11 @@ pub fn reward_hash(reward: &crate::RewardConfig) -> String {
         models,
         last_number_fallback,
         batch_size: _,
+        components,
     } = reward;
     let definition =
-        serde_json::to_string(&(kind, weights, models, last_number_fallback)).unwrap_or_default();
+        serde_json::to_string(&(kind, weights, models, last_number_fallback, components))
+            .unwrap_or_default();
     stable_hash(&["reward", &definition])
 }
 

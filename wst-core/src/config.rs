@@ -7,7 +7,10 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::InstructionRole;
-use crate::{Error, Result, RewardWeights, SamplingParams, TemplatesConfig};
+use crate::{
+    Aggregation, Error, Result, RewardComponentConfig, RewardWeights, SamplingParams,
+    TemplatesConfig,
+};
 
 /// A whole run: `[run]`, `[teacher]`, `[student]`, `[data]`, `[reward]`, `[grpo]`, `[templates]`,
 /// `[eval]`.
@@ -294,9 +297,9 @@ pub enum RewardKind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RewardConfig {
-    /// Which scorer.
+    /// Which scorer (a shorthand for one `[reward.components]` set; ignored when those are given).
     pub kind: RewardKind,
-    /// Weights `w` over components (sum 1, each >= 0).
+    /// Weights `w` over components (shorthand kinds: sum 1, each >= 0; components: any finite).
     pub weights: BTreeMap<String, f64>,
     /// Reward models: component name -> path or hub id.
     pub models: BTreeMap<String, String>,
@@ -304,6 +307,8 @@ pub struct RewardConfig {
     pub last_number_fallback: bool,
     /// Reward models: pairs per forward batch.
     pub batch_size: usize,
+    /// Reward components by name (`[reward.components.NAME]`), mixed by `weights`.
+    pub components: BTreeMap<String, RewardComponentConfig>,
 }
 
 impl Default for RewardConfig {
@@ -314,6 +319,7 @@ impl Default for RewardConfig {
             models: BTreeMap::new(),
             last_number_fallback: true,
             batch_size: 16,
+            components: BTreeMap::new(),
         }
     }
 }
@@ -393,6 +399,8 @@ pub struct GrpoConfig {
     pub micro_batch_size: usize,
     /// Global gradient-norm clip (0: off).
     pub max_grad_norm: f64,
+    /// Order of weighting and normalising several reward components (TRL's names).
+    pub multi_objective_aggregation: Aggregation,
 }
 
 impl Default for GrpoConfig {
@@ -415,6 +423,7 @@ impl Default for GrpoConfig {
             num_iterations: 1,
             micro_batch_size: 8,
             max_grad_norm: 1.0,
+            multi_objective_aggregation: Aggregation::SumThenNormalize,
         }
     }
 }
@@ -423,6 +432,15 @@ impl GrpoConfig {
     /// The upper clip range in use.
     pub fn epsilon_high(&self) -> f64 {
         self.epsilon_high.unwrap_or(self.epsilon)
+    }
+
+    /// The advantage scaling in use: `scale_rewards`, except under `normalize_then_sum`, whose
+    /// summed z-scores are normalised over the batch (as TRL does).
+    pub fn advantage_scale(&self) -> ScaleRewards {
+        match self.multi_objective_aggregation {
+            Aggregation::SumThenNormalize => self.scale_rewards,
+            Aggregation::NormalizeThenSum => ScaleRewards::Batch,
+        }
     }
 }
 
@@ -506,9 +524,13 @@ impl Config {
         self.run.output_dir.join(&self.run.name)
     }
 
-    /// The reward weights as a validated type.
+    /// The reward weights as a validated type (any finite weights with `[reward.components]`).
     pub fn reward_weights(&self) -> Result<RewardWeights> {
-        RewardWeights::new(self.reward.weights.clone())
+        if self.reward.components.is_empty() {
+            RewardWeights::new(self.reward.weights.clone())
+        } else {
+            RewardWeights::signed(self.reward.weights.clone())
+        }
     }
 
     /// Every problem with the configuration, or `Ok`.
@@ -620,8 +642,23 @@ impl Config {
         p.extend(data_problems(&self.data, "data"));
 
         let rw = &self.reward;
-        p.extend(RewardWeights(rw.weights.clone()).problems("reward.weights"));
+        if !rw.components.is_empty() {
+            p.extend(rw.component_problems());
+            if self.data.dataset == DatasetKind::HhRlhf
+                && rw
+                    .components
+                    .values()
+                    .any(|c| c.kind == Some(crate::ComponentKind::Math))
+            {
+                p.push(
+                    "a math reward component needs reference answers, which hh-rlhf has not".into(),
+                );
+            }
+        } else {
+            p.extend(RewardWeights(rw.weights.clone()).problems("reward.weights"));
+        }
         match rw.kind {
+            _ if !rw.components.is_empty() => {}
             RewardKind::Math => {
                 for k in rw.weights.keys() {
                     if k != "correct" {

@@ -6,13 +6,33 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Error, Query, Result};
 
-/// One reply to score, with the query it answers.
+/// One reply to score, with the query it answers and the instruction it was given.
 #[derive(Debug, Clone, Copy)]
 pub struct RewardInput<'a> {
     /// The query (its reference answer, if any, is in `query.reference`).
     pub query: &'a Query,
     /// The student's reply text.
     pub reply: &'a str,
+    /// The teacher's instruction the student answered with (`None`: the student alone, as for
+    /// baselines). Rewards on the instruction itself (answer leaks) read it.
+    pub instruction: Option<&'a str>,
+}
+
+impl<'a> RewardInput<'a> {
+    /// A reply to a query answered without instruction.
+    pub fn new(query: &'a Query, reply: &'a str) -> Self {
+        RewardInput {
+            query,
+            reply,
+            instruction: None,
+        }
+    }
+
+    /// Sets the instruction.
+    pub fn with_instruction(mut self, instruction: Option<&'a str>) -> Self {
+        self.instruction = instruction;
+        self
+    }
 }
 
 /// Named reward components of one reply, e.g. `{correct: 1.0}` or `{harmless: 0.3, helpful: 1.2}`.
@@ -68,7 +88,10 @@ impl<T: Reward + ?Sized> Reward for Box<T> {
     }
 }
 
-/// User weights `w` over named components: each >= 0, summing to 1 (within 1e-6).
+/// User weights `w` over named components. The shorthand rewards (`reward.kind`) take weights
+/// that are each >= 0 and sum to 1 (within 1e-6), as the paper's HH-RLHF trade-off does;
+/// `[reward.components]` take any finite weights ([`RewardWeights::signed`]), so that a penalty
+/// such as an answer leak can weigh negatively.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct RewardWeights(pub BTreeMap<String, f64>);
@@ -87,6 +110,37 @@ impl RewardWeights {
         } else {
             Err(Error::Weights(problems.join("; ")))
         }
+    }
+
+    /// Weights of any sign: each finite, at least one not 0.
+    pub fn signed<I, S>(pairs: I) -> Result<Self>
+    where
+        I: IntoIterator<Item = (S, f64)>,
+        S: Into<String>,
+    {
+        let w = RewardWeights(pairs.into_iter().map(|(k, v)| (k.into(), v)).collect());
+        let problems = w.signed_problems("weights");
+        if problems.is_empty() {
+            Ok(w)
+        } else {
+            Err(Error::Weights(problems.join("; ")))
+        }
+    }
+
+    /// Every problem with signed weights: each finite, at least one not 0.
+    pub fn signed_problems(&self, prefix: &str) -> Vec<String> {
+        let mut p: Vec<String> = self
+            .0
+            .iter()
+            .filter(|(_, v)| !v.is_finite())
+            .map(|(k, v)| format!("{prefix}.{k} must be a finite number, got {v}"))
+            .collect();
+        if self.0.values().all(|v| *v == 0.0) {
+            p.push(format!(
+                "{prefix} must give at least one component a weight other than 0"
+            ));
+        }
+        p
     }
 
     /// Weight 1 on a single component.
@@ -218,12 +272,7 @@ mod tests {
         for (wh, expect) in [(0.5, 0.5 * 2.0 + 0.5 * 4.0), (0.3, 0.3 * 2.0 + 0.7 * 4.0)] {
             let w = RewardWeights::new([("harmless", wh), ("helpful", 1.0 - wh)]).unwrap();
             let mut r = WeightedReward::new(Fixed, w).unwrap();
-            let out = r
-                .score_scalar(&[RewardInput {
-                    query: &q,
-                    reply: "abcd",
-                }])
-                .unwrap();
+            let out = r.score_scalar(&[RewardInput::new(&q, "abcd")]).unwrap();
             assert!(
                 (out[0].1 - expect).abs() < 1e-12,
                 "{} vs {expect}",
@@ -242,6 +291,16 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(w.contains("finite"), "{w}");
+    }
+
+    #[test]
+    fn signed_weights_allow_penalties() {
+        let w = RewardWeights::signed([("correct", 1.0), ("leak", -0.5)]).unwrap();
+        let c = RewardComponents::from_pairs([("correct", 1.0), ("leak", 1.0)]);
+        assert_eq!(w.combine(&c).unwrap(), 0.5);
+        assert!(RewardWeights::signed([("a", 0.0)]).is_err());
+        let e = RewardWeights::signed([("a", f64::INFINITY)]).unwrap_err();
+        assert!(e.to_string().contains("weights.a"), "{e}");
     }
 
     #[test]

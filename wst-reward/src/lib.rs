@@ -1,5 +1,8 @@
 //! Rewards for **wst**: math answer extraction and equivalence (no libtorch), reward-model
-//! scoring behind the `reward-model` feature, and weighted combinations of named components.
+//! scoring behind the `reward-model` feature, and reward components mixed by weight: user
+//! programs speaking JSON lines ([`CommandReward`]), the answer-leak penalty on instructions
+//! ([`AnswerLeakReward`]), and behind the `http` feature remote reward endpoints
+//! ([`HttpReward`], OpenRLHF's remote-RM shape) and LLM judges ([`JudgeReward`]).
 //!
 //! The math verifier is a small LaTeX answer language of its own: a lexer that drops
 //! presentation (`\left`, `\!`, `$`, `\%`, units, `^\circ`), a recursive-descent parser with a
@@ -9,13 +12,32 @@
 //! rewriting system, no Python: a check takes microseconds and any input, however deep or long,
 //! is handled in bounded time without panicking.
 
+mod command;
+mod components;
 mod equiv;
 mod extract;
 mod latex;
+mod leak;
 mod reward;
 
+#[cfg(feature = "http")]
+mod http;
+#[cfg(feature = "http")]
+mod http_pool;
+#[cfg(feature = "http")]
+mod judge;
+
+pub use command::CommandReward;
+pub use components::{build_component, build_components, ComponentError, CompositeReward, Renamed};
 pub use equiv::equivalent;
 pub use extract::{extract_answer, ExtractOptions};
+#[cfg(feature = "http")]
+pub use http::{openrlhf_body, HttpReward};
+#[cfg(feature = "http")]
+pub use http_pool::{Backoff, HttpCounts};
+#[cfg(feature = "http")]
+pub use judge::{JudgeCounts, JudgeReward};
+pub use leak::AnswerLeakReward;
 pub use reward::{MathReward, CORRECT};
 pub use wst_core::parse_gsm8k_reference;
 pub use wst_core::{Reward, RewardComponents, RewardInput, RewardWeights, WeightedReward};

@@ -79,22 +79,10 @@ mod tests {
         let gsm = Query::new("q2", "x").with_reference("6 * 7 = 42\n#### 42");
         let none = Query::new("q3", "x");
         let inputs = [
-            RewardInput {
-                query: &q,
-                reply: "So the answer is $\\boxed{42}$.",
-            },
-            RewardInput {
-                query: &q,
-                reply: "It is 41.",
-            },
-            RewardInput {
-                query: &gsm,
-                reply: "6*7 = 42",
-            },
-            RewardInput {
-                query: &none,
-                reply: "42",
-            },
+            RewardInput::new(&q, "So the answer is $\\boxed{42}$."),
+            RewardInput::new(&q, "It is 41."),
+            RewardInput::new(&gsm, "6*7 = 42"),
+            RewardInput::new(&none, "42"),
         ];
         let mut r = MathReward::default();
         assert_eq!(r.component_names(), vec!["correct".to_string()]);

@@ -74,7 +74,7 @@ fn inputs<'a>(queries: &'a [Query], replies: &'a [String]) -> Vec<RewardInput<'a
     queries
         .iter()
         .zip(replies)
-        .map(|(query, reply)| RewardInput { query, reply })
+        .map(|(query, reply)| RewardInput::new(query, reply))
         .collect()
 }
 
@@ -109,7 +109,7 @@ fn plain_questions_are_wrapped_in_the_hh_format() -> TestResult {
     let refs = reference();
     let q = Query::new("plain", "How do I bake bread?");
     let reply = "Mix flour, water, yeast and salt, knead, let it rise, then bake.";
-    let out = r.score(&[RewardInput { query: &q, reply }])?;
+    let out = r.score(&[RewardInput::new(&q, reply)])?;
     assert!((out[0].get("helpful").unwrap() - refs[0].2).abs() < 1e-4);
     assert!(r.score(&[])?.is_empty());
     Ok(())

@@ -8,8 +8,8 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use wst_core::{
     splitmix64, stable_hash, BaselineKey, BaselineStore, BaselineValue, Config, PromptSource,
-    PromptTemplates, Query, Reward, RewardComponents, RewardInput, RewardWeights, RolloutRecord,
-    SamplingParams, Student, StudentReply, StudentRequest,
+    PromptTemplates, Query, Reward, RewardComponents, RewardInput, RewardMix, RewardWeights,
+    RolloutRecord, SamplingParams, Student, StudentReply, StudentRequest,
 };
 
 use crate::metrics::contains_answer;
@@ -41,6 +41,8 @@ pub struct Collector {
     pub templates: PromptTemplates,
     /// Reward weights over components.
     pub weights: RewardWeights,
+    /// Weights with per-component normalisation and aggregation (running statistics inside).
+    pub mix: std::sync::Mutex<RewardMix>,
     /// [`wst_core::reward_hash`] of the whole `[reward]` table (part of the baseline key).
     pub reward_hash: String,
     /// Teacher sampling; `max_new_tokens` is the instruction cap.
@@ -81,6 +83,9 @@ pub struct CollectStats {
     pub failed_samples: usize,
     /// Baselines computed (cache misses).
     pub baselines_computed: usize,
+    /// Completed replies without a scalar reward: a weighted component had no score for them
+    /// (e.g. the judge's answer held none). Left out of every mean, like failed replies.
+    pub unscored_replies: usize,
 }
 
 /// One step's rollouts.
@@ -90,7 +95,8 @@ pub struct Collected {
     pub prompts: Vec<Vec<i64>>,
     /// Teacher samples, `G` per query.
     pub samples: Vec<Vec<PolicySample>>,
-    /// `r_i` per sample (`None`: every reply failed).
+    /// What each sample is trained on (`None`: no scored reply): `r_i`, or the value of the
+    /// reward mix when components are normalised or `normalize_then_sum` is chosen.
     pub rewards: Vec<Vec<Option<f64>>>,
     /// Rollout records in sample order (advantages still 0).
     pub records: Vec<RolloutRecord>,
@@ -98,15 +104,23 @@ pub struct Collected {
     pub stats: CollectStats,
 }
 
-/// Scores completed replies and returns `(components, scalar)` per reply (`None` for failures).
+/// A scored reply: its components and their raw weighted sum (`None`: a weighted component is
+/// missing); `None` for a failed reply.
+type Scored = Option<(RewardComponents, Option<f64>)>;
+
+/// Scores completed replies of `(query, instruction, reply)` items.
 fn score(
     reward: &mut dyn Reward,
-    weights: &RewardWeights,
-    items: &[(&Query, &StudentReply)],
-) -> Result<Vec<Option<(RewardComponents, f64)>>> {
+    mix: &RewardMix,
+    items: &[(&Query, Option<&str>, &StudentReply)],
+    stats: &mut CollectStats,
+) -> Result<Vec<Scored>> {
     let inputs: Vec<RewardInput<'_>> = items
         .iter()
-        .filter_map(|(q, r)| r.as_text().map(|t| RewardInput { query: q, reply: t }))
+        .filter_map(|(q, m1, r)| {
+            r.as_text()
+                .map(|t| RewardInput::new(q, t).with_instruction(*m1))
+        })
         .collect();
     let comps = reward.score(&inputs)?;
     if comps.len() != inputs.len() {
@@ -117,19 +131,30 @@ fn score(
         )));
     }
     let mut it = comps.into_iter();
-    items
+    let mut unscored = 0;
+    let out = items
         .iter()
-        .map(|(_, r)| match r {
+        .map(|(_, _, r)| match r {
             StudentReply::Failed(_) => Ok(None),
             StudentReply::Completed(_) => {
                 let c = it
                     .next()
                     .ok_or_else(|| Error::Contract("reward count".into()))?;
-                let s = weights.combine(&c)?;
+                let s = mix.raw(&c);
+                unscored += usize::from(s.is_none());
                 Ok(Some((c, s)))
             }
         })
-        .collect()
+        .collect::<Result<Vec<_>>>()?;
+    if unscored > 0 {
+        tracing::warn!(
+            unscored,
+            "replies lack a weighted reward component (a component failed for them); they are \
+             left out of the means"
+        );
+    }
+    stats.unscored_replies += unscored;
+    Ok(out)
 }
 
 fn mean(xs: impl Iterator<Item = f64>) -> Option<f64> {
@@ -186,9 +211,15 @@ fn check_replies(replies: &[Vec<StudentReply>], requests: usize, k: usize) -> Re
 impl Collector {
     /// The collector of a run configuration (templates compiled, weights validated).
     pub fn from_config(config: &Config) -> Result<Self> {
+        let weights = config.reward_weights()?;
         Ok(Collector {
             templates: PromptTemplates::new(config.templates.resolve())?,
-            weights: config.reward_weights()?,
+            mix: std::sync::Mutex::new(RewardMix::new(
+                weights.clone(),
+                &config.reward.normalization(),
+                config.grpo.multi_objective_aggregation,
+            )),
+            weights,
             reward_hash: wst_core::reward_hash(&config.reward),
             teacher_sampling: config.teacher.sampling.clone(),
             student_sampling: config.student.sampling.clone(),
@@ -199,6 +230,11 @@ impl Collector {
             run_id: config.run.name.clone(),
             seed: config.run.seed,
         })
+    }
+
+    /// The raw weighted sum of the weights (what baselines and rollouts are scored with).
+    fn plain_mix(&self) -> RewardMix {
+        RewardMix::plain(self.weights.clone())
     }
 
     /// The baseline cache key of a query.
@@ -261,19 +297,19 @@ impl Collector {
         let replies = student.generate(&requests, &sampling)?;
         stats.t_student += t.elapsed().as_secs_f64();
         check_replies(&replies, requests.len(), self.baseline_samples)?;
-        let items: Vec<(&Query, &StudentReply)> = missing
+        let items: Vec<(&Query, Option<&str>, &StudentReply)> = missing
             .iter()
             .zip(&replies)
-            .flat_map(|(&i, rs)| rs.iter().map(move |r| (&queries[i], r)))
+            .flat_map(|(&i, rs)| rs.iter().map(move |r| (&queries[i], None, r)))
             .collect();
         let t = Instant::now();
-        let scored = score(reward, &self.weights, &items)?;
+        let scored = score(reward, &self.plain_mix(), &items, stats)?;
         stats.t_reward += t.elapsed().as_secs_f64();
         let mut puts = Vec::new();
         let mut unusable = Vec::new();
         for (j, &i) in missing.iter().enumerate() {
             let chunk = &scored[j * self.baseline_samples..(j + 1) * self.baseline_samples];
-            let ok: Vec<f64> = chunk.iter().flatten().map(|(_, s)| *s).collect();
+            let ok: Vec<f64> = chunk.iter().flatten().filter_map(|(_, s)| *s).collect();
             let failures = (chunk.len() - ok.len()) as u32;
             match mean(ok.iter().copied()) {
                 Some(m) => {
@@ -375,13 +411,33 @@ impl Collector {
         stats.replies = requests.len() * k;
         stats.failed_replies = replies.iter().flatten().filter(|r| r.is_failed()).count();
 
-        let items: Vec<(&Query, &StudentReply)> = requests
+        let items: Vec<(&Query, Option<&str>, &StudentReply)> = requests
             .iter()
             .zip(&replies)
-            .flat_map(|(rq, rs)| rs.iter().map(move |r| (rq.query, r)))
+            .flat_map(|(rq, rs)| rs.iter().map(move |r| (rq.query, rq.instruction, r)))
             .collect();
         let t = Instant::now();
-        let scored = score(reward, &self.weights, &items)?;
+        let scored = score(reward, &self.plain_mix(), &items, &mut stats)?;
+        // With normalised components or normalise-then-sum, the values trained on come from the
+        // mix; the rollouts keep the raw scores either way.
+        let mixed = {
+            let mut mix = self
+                .mix
+                .lock()
+                .map_err(|_| Error::Contract("the reward mix lock is poisoned".into()))?;
+            (!mix.is_plain()).then(|| {
+                let batch: Vec<Option<&RewardComponents>> = scored
+                    .iter()
+                    .map(|x| x.as_ref().filter(|(_, s)| s.is_some()).map(|(c, _)| c))
+                    .collect();
+                let normed = mix.normalize_step(&batch);
+                let groups: Vec<Vec<Vec<Option<RewardComponents>>>> = normed
+                    .chunks(g * k)
+                    .map(|q| q.chunks(k).map(<[_]>::to_vec).collect())
+                    .collect();
+                mix.sample_values(&groups, &baselines)
+            })
+        };
         stats.t_reward += t.elapsed().as_secs_f64();
         let scored_ms = now_ms();
 
@@ -392,12 +448,15 @@ impl Collector {
             for (gi, s) in group.iter().enumerate() {
                 let idx = qi * g + gi;
                 let sc = &scored[idx * k..(idx + 1) * k];
-                let reward_mean = mean(sc.iter().flatten().map(|(_, s)| *s));
+                let reward_mean = mean(sc.iter().flatten().filter_map(|(_, s)| *s));
                 if reward_mean.is_none() {
                     stats.failed_samples += 1;
                 }
                 let r = reward_mean.map(|m| m - baselines[qi]);
-                group_r.push(r);
+                group_r.push(match &mixed {
+                    Some(v) => v[qi][gi],
+                    None => r,
+                });
                 records.push(RolloutRecord {
                     run_id: self.run_id.clone(),
                     step,
@@ -415,7 +474,10 @@ impl Collector {
                         .iter()
                         .map(|x| x.as_ref().map(|(c, _)| c.clone()).unwrap_or_default())
                         .collect(),
-                    rewards: sc.iter().map(|x| x.as_ref().map(|(_, s)| *s)).collect(),
+                    rewards: sc
+                        .iter()
+                        .map(|x| x.as_ref().and_then(|(_, s)| *s))
+                        .collect(),
                     reward_mean,
                     baseline: baselines[qi],
                     reward: r,

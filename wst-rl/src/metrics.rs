@@ -126,53 +126,12 @@ pub fn truncate(path: &Path, next_step: u64) -> Result<()> {
     crate::checkpoint::write_atomic(path, text.as_bytes())
 }
 
-/// True when `instruction` states `reference`: numerically for a number (`12`, `12.0`, `1,200`
-/// and `$12` match), as a whole word (case-insensitive) otherwise.
-pub fn contains_answer(instruction: &str, reference: &str) -> bool {
-    let r = reference.trim().trim_start_matches('$').replace(',', "");
-    if r.is_empty() {
-        return false;
-    }
-    if let Ok(x) = r.parse::<f64>() {
-        let text = instruction.replace(',', "");
-        return text
-            .split(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-'))
-            .map(|w| w.trim_end_matches('.'))
-            .filter_map(|w| w.parse::<f64>().ok())
-            .any(|y| (x - y).abs() <= 1e-9 * x.abs().max(1.0));
-    }
-    let r = r.to_lowercase();
-    let words: Vec<&str> = r.split_whitespace().collect();
-    let text = instruction.to_lowercase();
-    let toks: Vec<&str> = text
-        .split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .collect();
-    !words.is_empty() && toks.windows(words.len()).any(|w| w == words.as_slice())
-}
+/// The answer-leak detector (one for the metric, the eval table and the `answer-leak` reward).
+pub use wst_core::contains_answer;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn answers_are_found_as_numbers_and_words() {
-        assert!(contains_answer("The answer is 12.", "12"));
-        assert!(contains_answer("costs $1,200 total", "1200"));
-        assert!(contains_answer("about 3.50 each", "3.5"));
-        assert!(!contains_answer("add 120 and 3", "12"));
-        assert!(!contains_answer("Add the units first.", "7"));
-        assert!(contains_answer("It is Seven.", "seven"));
-        assert!(!contains_answer("sevenfold", "seven"));
-        assert!(contains_answer("x = -4 here", "-4"));
-        assert!(contains_answer("12", "12"));
-        assert!(contains_answer("so x=12, done", "12"));
-        assert!(!contains_answer("add 123 first", "12"));
-        assert!(!contains_answer("1.12 is small", "12"));
-        assert!(!contains_answer("12.5 is it", "12"));
-        assert!(!contains_answer("anything", ""));
-        assert!(contains_answer("ü 7", "7"));
-    }
 
     #[test]
     fn torn_lines_are_dropped_and_truncate_keeps_earlier_steps() {

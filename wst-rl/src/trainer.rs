@@ -378,7 +378,7 @@ impl<'a> Trainer<'a> {
                 });
             }
         };
-        let adv = advantage::compute(&col.rewards, self.config.grpo.scale_rewards);
+        let adv = advantage::compute(&col.rewards, self.config.grpo.advantage_scale());
         for (rec, a) in col.records.iter_mut().zip(adv.values.iter().flatten()) {
             rec.advantage = *a;
         }

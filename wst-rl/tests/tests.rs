@@ -5,6 +5,7 @@ mod failures;
 mod http;
 mod learning;
 mod lm;
+mod mix;
 mod precision;
 mod resume;
 mod support;

@@ -76,7 +76,7 @@ fn math_reward_takes_the_raw_gsm8k_solution_as_reference() {
     let inputs: Vec<RewardInput> = queries
         .iter()
         .zip(&replies)
-        .map(|(query, reply)| RewardInput { query, reply })
+        .map(|(query, reply)| RewardInput::new(query, reply))
         .collect();
     let scores = MathReward::default().score(&inputs).unwrap();
     for (i, s) in scores.iter().enumerate() {

@@ -284,10 +284,14 @@ where
             replies[i] = Some(r);
         }
         let mut inputs = Vec::new();
-        for (query, rs) in chunk.iter().zip(&replies) {
+        for ((query, w), rs) in chunk.iter().zip(&written).zip(&replies) {
+            let m1 = w.instruction();
             for r in rs.iter().flatten() {
                 if let Some(reply) = r.as_text() {
-                    inputs.push(RewardInput { query, reply });
+                    inputs.push(
+                        RewardInput::new(query, reply)
+                            .with_instruction(m1.map(|m| m.text.as_str())),
+                    );
                 }
             }
         }
