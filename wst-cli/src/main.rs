@@ -7,6 +7,7 @@ use std::process::ExitCode;
 mod cmd_data;
 mod cmd_demo;
 mod cmd_eval;
+mod cmd_export;
 mod cmd_report;
 mod cmd_train;
 mod cmd_verify;
@@ -57,8 +58,10 @@ enum Command {
     Data(cmd_data::DataArgs),
     /// Per-step table of a run (reward, uplift over baseline, instruction length, failures).
     Report(cmd_report::ReportArgs),
-    /// Sample from a model (folder, .gguf file or cached hub id).
+    /// Sample from a model (folder, .gguf file, hub id, run folder or checkpoint).
     Generate(cmd_generate::GenerateArgs),
+    /// Write a trained teacher (run folder or checkpoint) or a model as a Hugging Face folder.
+    Export(cmd_export::ExportArgs),
     /// Score a (prompt, response) pair with a GPT-2 reward model.
     Score(cmd_score::ScoreArgs),
     /// Benchmarks and device checks: `wst bench generate|train-step|check`.
@@ -87,6 +90,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Data(args) => cmd_data::run(args),
         Command::Report(args) => cmd_report::run(args),
         Command::Generate(args) => cmd_generate::run(args),
+        Command::Export(args) => cmd_export::run(args),
         Command::Score(args) => cmd_score::run(args),
         Command::Bench(args) => bench::run(args),
     }

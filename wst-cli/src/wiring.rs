@@ -114,9 +114,14 @@ struct Check {
 fn model_check(what: &str, spec: &str) -> Check {
     Check {
         what: format!("{what} `{spec}`"),
-        outcome: resolve_spec(spec)
-            .map(|p| format!("found at {} (not loaded)", p.display()))
-            .map_err(anyhow::Error::from),
+        // A hub id is checked without downloading (`check_model` lists the repository).
+        outcome: if wst_models::hub::is_hub_id(spec) {
+            wst_models::hub::check_model(spec).map_err(anyhow::Error::from)
+        } else {
+            resolve_spec(spec)
+                .map(|p| format!("found at {} (not loaded)", p.display()))
+                .map_err(anyhow::Error::from)
+        },
     }
 }
 

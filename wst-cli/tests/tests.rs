@@ -7,6 +7,7 @@ use std::process::Command;
 mod bench;
 mod data;
 mod eval;
+mod export;
 mod generate;
 mod rewards;
 mod score;
@@ -24,7 +25,7 @@ fn help_lists_the_subcommands() {
     let text = String::from_utf8(out.stdout).unwrap();
     for cmd in [
         "demo", "train", "baseline", "eval", "config", "info", "verify", "data", "report",
-        "generate", "score", "bench",
+        "generate", "score", "bench", "export",
     ] {
         assert!(text.contains(cmd), "{cmd} missing from:\n{text}");
     }

@@ -6,18 +6,18 @@ use std::path::{Path, PathBuf};
 
 use crate::wst;
 
-fn repo() -> PathBuf {
+pub(crate) fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-fn shared() -> PathBuf {
+pub(crate) fn shared() -> PathBuf {
     match std::env::var_os("WST_SHARED") {
         Some(d) => PathBuf::from(d),
         None => repo().join("../shared"),
     }
 }
 
-fn text(out: &std::process::Output) -> (String, String) {
+pub(crate) fn text(out: &std::process::Output) -> (String, String) {
     (
         String::from_utf8_lossy(&out.stdout).to_string(),
         String::from_utf8_lossy(&out.stderr).to_string(),
@@ -52,6 +52,7 @@ fn gsm8k_paper_config_dry_run_stops_at_the_first_model_and_network_access() {
     let data = shared().join("data/gsm8k/train.jsonl");
     let out = wst()
         .env("HF_HOME", &hf)
+        .env("HF_HUB_OFFLINE", "1")
         .env("WST_STUDENT_API_KEY", "test-key")
         .env_remove("HF_HUB_CACHE")
         .args(["train", "--dry-run", "--config"])

@@ -15,6 +15,7 @@ mod baseline;
 mod config;
 mod error;
 mod gsm8k;
+pub mod hub;
 mod leak;
 mod query;
 mod reward;

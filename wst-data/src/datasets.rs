@@ -63,7 +63,7 @@ pub fn resolve_files(kind: DatasetKind, path: &str, split: Option<&str>) -> Resu
     }
     if hub::looks_like_hub_id(path) {
         let default_config = (kind == DatasetKind::Gsm8k).then_some("main");
-        return hub::resolve(path, split, default_config, &hub::cache_dirs());
+        return hub::resolve(path, split, default_config);
     }
     Err(DataError::io(
         p,

@@ -168,10 +168,11 @@ pub enum DataError {
         split: Option<String>,
     },
 
-    /// A Hugging Face dataset id is not in the local hub cache (we never download).
+    /// A Hugging Face dataset id whose files are not in the local hub cache and cannot be
+    /// downloaded now.
     #[error(
-        "dataset `{repo}`: {missing} is not in the Hugging Face cache (looked in {}); download it \
-         first (`huggingface-cli download --repo-type dataset {repo}`) or give a local path",
+        "dataset `{repo}`: {missing} is not in the Hugging Face cache (looked in {}); {hint}, or \
+         give a local path",
         .looked_in.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
     )]
     HubNotCached {
@@ -181,7 +182,28 @@ pub enum DataError {
         missing: String,
         /// The cache folders searched.
         looked_in: Vec<PathBuf>,
+        /// What to do (download it, or leave offline mode).
+        hint: String,
     },
+
+    /// A hub dataset's listing has no data file of the split.
+    #[error(
+        "dataset `{repo}`: the repository has no data file{} (its data files: {})",
+        .split.as_ref().map(|s| format!(" of split `{s}`")).unwrap_or_default(),
+        if .listing.is_empty() { "none".to_string() } else { .listing.join(", ") }
+    )]
+    HubNoSplit {
+        /// The dataset repository id.
+        repo: String,
+        /// The split asked for.
+        split: Option<String>,
+        /// The data files the repository lists.
+        listing: Vec<String>,
+    },
+
+    /// Finding or fetching a hub file failed (offline, gated, missing, network).
+    #[error(transparent)]
+    Hub(#[from] wst_core::hub::HubError),
 
     /// The data options do not make sense together.
     #[error("invalid data options: {0}")]

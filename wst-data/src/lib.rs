@@ -31,7 +31,9 @@ pub use datasets::{
 pub use disjoint::{check_disjoint, is_held_out};
 pub use error::{DataError, Result, RowPos};
 pub use evals::{write_eval_samples, EVAL_SCHEMA_DOC};
-pub use hub::{cache_dirs as hub_cache_dirs, looks_like_hub_id, resolve as resolve_hub_dataset};
+pub use hub::{
+    looks_like_hub_id, resolve as resolve_hub_dataset, resolve_with as resolve_hub_dataset_with,
+};
 pub use report::{read_metrics, run_report, step_frame, RunReport, StepSummary, METRICS_FILE};
 pub use rollouts::{
     frame_to_records, read_rollout_file, read_rollouts, rollout_files, rollout_schema,

@@ -202,6 +202,8 @@ fn hub_dataset_ids_resolve_through_the_cache_layout() {
     std::fs::create_dir_all(&snap).unwrap();
     std::os::unix::fs::symlink(shared("math500/test.jsonl"), snap.join("test.jsonl")).unwrap();
     std::env::set_var("HF_HUB_CACHE", tmp.path());
+    // Cache only: this test binary can download, and there is no network.
+    std::env::set_var("HF_HUB_OFFLINE", "1");
 
     let mut c = cfg(DatasetKind::Math500, "HuggingFaceH4/MATH-500");
     c.split = Some("test".into());
@@ -231,6 +233,7 @@ fn hub_dataset_ids_resolve_through_the_cache_layout() {
         "{e}"
     );
     std::env::remove_var("HF_HUB_CACHE");
+    std::env::remove_var("HF_HUB_OFFLINE");
 }
 
 #[test]

@@ -4,5 +4,6 @@ mod bad_input;
 mod baselines;
 mod common;
 mod datasets;
+mod hub;
 mod report;
 mod rollouts;

@@ -154,19 +154,21 @@ pub enum Error {
         embedding: usize,
     },
 
-    /// A model id is not in the local Hugging Face cache (wst never downloads).
-    #[error(
-        "model `{repo}`: file `{file}` is not in the Hugging Face cache {cache}; wst does not \
-         download models: fetch it first (e.g. `huggingface-cli download {repo}`) or pass a local \
-         folder with config.json, tokenizer.json and *.safetensors, or a .gguf file, as the model"
-    )]
-    HubMissing {
-        /// The repository id.
-        repo: String,
-        /// The file looked for.
-        file: String,
-        /// The cache folder searched.
+    /// A hub id could not be resolved or fetched (offline, gated, missing, network).
+    #[error(transparent)]
+    Hub(#[from] wst_core::hub::HubError),
+
+    /// A hub model's files are not cached and fetching them failed.
+    #[error("model `{spec}`: {missing} is not in the Hugging Face cache {}; fetching it failed: {source}", cache.display())]
+    HubFetch {
+        /// The model id.
+        spec: String,
+        /// The first file the cache lacks.
+        missing: String,
+        /// The cache folder.
         cache: PathBuf,
+        /// Why fetching failed.
+        source: wst_core::hub::HubError,
     },
 
     /// A model alias (`smollm2`) whose cached file is missing.

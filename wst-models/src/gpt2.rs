@@ -11,7 +11,7 @@
 //! scores as its members one by one.
 //!
 //! A model is loaded from a local folder (`config.json`, `tokenizer.json`, `model.safetensors`)
-//! or from a hub id (`org/name`) found in the Hugging Face cache; this crate never downloads.
+//! or from a hub id (`org/name`) through [`crate::hub`] (the cache, else a download).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -20,7 +20,7 @@ use serde::Deserialize;
 use tch::{Device, Kind, Tensor};
 use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
-use crate::hub::{hub_cache_dir, is_hub_id};
+use crate::hub::is_hub_id;
 
 /// Errors of loading and running a GPT-2 classifier. Each names the file, tensor or input.
 #[derive(Debug, thiserror::Error)]
@@ -127,21 +127,14 @@ pub enum Gpt2Error {
         path: PathBuf,
     },
 
-    /// A hub id whose files are not in the local Hugging Face cache.
-    #[error(
-        "model `{repo}`: `{file}` is not in the Hugging Face cache ({cache}/models--{}/snapshots/*/) \
-         and wst does not download; fetch it on a connected machine (`huggingface-cli download \
-         {repo}`) and copy the cache, or pass a local folder holding config.json, tokenizer.json \
-         and model.safetensors",
-        repo.replace('/', "--")
-    )]
-    NotInCache {
+    /// A hub id could not be resolved or downloaded.
+    #[error("reward model `{spec}`: {source}")]
+    Hub {
         /// The hub id.
-        repo: String,
-        /// The file looked for.
-        file: String,
-        /// The hub cache folder searched.
-        cache: PathBuf,
+        spec: String,
+        /// The cause (offline, gated, missing, network).
+        #[source]
+        source: Box<crate::Error>,
     },
 
     /// Neither a folder nor something shaped like a hub id.
@@ -334,39 +327,14 @@ fn resolve_model_dir(spec: &str, missing: MissingFn) -> Result<PathBuf> {
     if !is_hub_id(spec) || path.exists() {
         return Err(Gpt2Error::NotFound { spec: spec.into() });
     }
-    resolve_in_hub_cache(&hub_cache_dir(), spec, missing)
-}
-
-/// The snapshot of `repo` in `cache` that holds every file: the one `refs/main` names first,
-/// then the others in name order.
-fn resolve_in_hub_cache(cache: &Path, repo: &str, missing: MissingFn) -> Result<PathBuf> {
-    let repo_dir = cache.join(format!("models--{}", repo.replace('/', "--")));
-    let snapshots = repo_dir.join("snapshots");
-    let mut candidates = Vec::new();
-    if let Ok(main) = std::fs::read_to_string(repo_dir.join("refs").join("main")) {
-        candidates.push(snapshots.join(main.trim()));
+    let dir = crate::hub::resolve_model_dir(spec).map_err(|e| Gpt2Error::Hub {
+        spec: spec.into(),
+        source: Box::new(e),
+    })?;
+    match missing(&dir) {
+        Some(f) => Err(Gpt2Error::MissingFile { path: dir.join(f) }),
+        None => Ok(dir),
     }
-    if let Ok(entries) = std::fs::read_dir(&snapshots) {
-        let mut others: Vec<PathBuf> = entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.is_dir() && !candidates.contains(p))
-            .collect();
-        others.sort();
-        candidates.extend(others);
-    }
-    let mut first_missing = missing(Path::new("")).unwrap_or("config.json");
-    for dir in &candidates {
-        match missing(dir) {
-            None => return Ok(dir.clone()),
-            Some(f) if dir == &candidates[0] => first_missing = f,
-            Some(_) => {}
-        }
-    }
-    Err(Gpt2Error::NotInCache {
-        repo: repo.into(),
-        file: first_missing.into(),
-        cache: cache.to_path_buf(),
-    })
 }
 
 /// The first file a GPT-2 classifier folder lacks: `config.json`, `model.safetensors`, and
@@ -638,8 +606,8 @@ impl std::fmt::Debug for GPT2ForSequenceClassification {
 
 impl GPT2ForSequenceClassification {
     /// Loads from a local folder (`config.json`, `tokenizer.json`, `model.safetensors`) or a hub
-    /// id (`org/name`) found in the Hugging Face cache (`HF_HUB_CACHE`, `HUGGINGFACE_HUB_CACHE`,
-    /// `HF_HOME/hub` or `~/.cache/huggingface/hub`), in `kind` (f32, bf16, f16) on `device`.
+    /// id (`org/name[@revision]`, from the Hugging Face cache or downloaded: [`crate::hub`]), in
+    /// `kind` (f32, bf16, f16) on `device`.
     pub fn load(path_or_id: &str, device: Device, kind: Kind) -> Result<Self> {
         let dir = resolve_model_dir(path_or_id, missing_model_file)?;
         Self::from_dir(&dir, device, kind)
@@ -889,47 +857,6 @@ impl GPT2ForSequenceClassification {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn hub_ids_are_recognised() {
-        assert!(is_hub_id("Ray2333/gpt2-large-harmless-reward_model"));
-        assert!(is_hub_id("org/name.v2"));
-        for bad in ["name", "./a", "a/b/c", "/abs/path", "../x", "a/", "a b/c"] {
-            assert!(!is_hub_id(bad), "{bad}");
-        }
-    }
-
-    #[test]
-    fn hub_cache_snapshot_is_found_and_missing_files_are_named() {
-        let base = std::env::temp_dir().join(format!("wst-gpt2-hub-{}", std::process::id()));
-        let repo = base.join("models--org--rm");
-        let snap = repo.join("snapshots").join("abc123");
-        std::fs::create_dir_all(&snap).unwrap();
-        std::fs::create_dir_all(repo.join("refs")).unwrap();
-        std::fs::write(repo.join("refs").join("main"), "abc123\n").unwrap();
-        std::fs::write(snap.join("config.json"), "{}").unwrap();
-
-        let err = resolve_in_hub_cache(&base, "org/rm", missing_model_file).unwrap_err();
-        let msg = err.to_string();
-        assert!(
-            msg.contains("org/rm") && msg.contains("model.safetensors") && msg.contains("local"),
-            "{msg}"
-        );
-        let err = resolve_in_hub_cache(&base, "other/rm", missing_model_file).unwrap_err();
-        assert!(err.to_string().contains("other/rm"), "{err}");
-
-        std::fs::write(snap.join("model.safetensors"), "x").unwrap();
-        let err = resolve_in_hub_cache(&base, "org/rm", missing_model_file).unwrap_err();
-        assert!(err.to_string().contains("tokenizer.json"), "{err}");
-        for f in ["vocab.json", "merges.txt"] {
-            std::fs::write(snap.join(f), "x").unwrap();
-        }
-        assert_eq!(
-            resolve_in_hub_cache(&base, "org/rm", missing_model_file).unwrap(),
-            snap
-        );
-        std::fs::remove_dir_all(&base).unwrap();
-    }
 
     #[test]
     fn neither_folder_nor_id_is_refused() {

@@ -1,100 +1,203 @@
-//! Model ids (`org/name`) resolved through the local Hugging Face hub cache, offline.
+//! Model ids (`org/name`, `org/name@revision`, `org/name/file.gguf`) resolved to local files
+//! through the one hub resolver, [`wst_core::hub`]: the cache first, then (with wst-core's
+//! `download` feature and without `HF_HUB_OFFLINE`) only the files a model needs.
 //!
-//! The cache layout is the one `huggingface_hub` writes: `<cache>/models--org--name/refs/main`
-//! holds a commit hash and `<cache>/models--org--name/snapshots/<hash>/<file>` the files. The
-//! cache folder is `HF_HUB_CACHE`, else `HUGGINGFACE_HUB_CACHE`, else `$HF_HOME/hub`, else
-//! `$XDG_CACHE_HOME/huggingface/hub`, else `~/.cache/huggingface/hub`. Nothing is downloaded: a
-//! missing file is [`Error::HubMissing`], which says how to give a local path instead.
+//! What a model needs is this module's knowledge: config, tokenizer files, chat template,
+//! generation config, and the weights — the shards that `model.safetensors.index.json` names,
+//! else `model.safetensors` or the repository's top-level `*.safetensors` — or one `.gguf` file
+//! named in the id. Weights come last, so a snapshot with complete weights has its small files.
 
 use std::path::{Path, PathBuf};
 
+pub use wst_core::hub::is_hub_id;
+use wst_core::hub::{Hub, RepoId, RepoKind};
+
+use crate::error::read_json;
 use crate::{Error, Result};
 
-/// The hub cache folder from the environment (see the module doc).
-pub fn hub_cache_dir() -> PathBuf {
-    let var = |k: &str| {
-        std::env::var_os(k)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-    };
-    if let Some(p) = var("HF_HUB_CACHE").or_else(|| var("HUGGINGFACE_HUB_CACHE")) {
-        return p;
+/// The small files a model folder may have; those the repository holds are fetched.
+pub const MODEL_FILES: &[&str] = &[
+    "config.json",
+    "generation_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "chat_template.jinja",
+    "chat_template.json",
+    "vocab.json",
+    "merges.txt",
+];
+
+/// The index of sharded safetensors weights.
+pub const INDEX_FILE: &str = "model.safetensors.index.json";
+
+/// The shard files an index names (`weight_map` values), each once, in order.
+pub fn shards_of(index: &Path) -> Result<Vec<String>> {
+    let v = read_json(index)?;
+    let map = v
+        .get("weight_map")
+        .and_then(|m| m.as_object())
+        .ok_or_else(|| Error::Invalid(format!("{}: no `weight_map` object", index.display())))?;
+    let mut shards: Vec<String> = Vec::new();
+    for f in map.values() {
+        let f = f.as_str().ok_or_else(|| {
+            Error::Invalid(format!(
+                "{}: a `weight_map` value is no string",
+                index.display()
+            ))
+        })?;
+        if !shards.iter().any(|s| s == f) {
+            shards.push(f.to_string());
+        }
     }
-    if let Some(home) = var("HF_HOME") {
-        return home.join("hub");
-    }
-    if let Some(xdg) = var("XDG_CACHE_HOME") {
-        return xdg.join("huggingface").join("hub");
-    }
-    var("HOME")
-        .unwrap_or_else(|| PathBuf::from("."))
-        .join(".cache")
-        .join("huggingface")
-        .join("hub")
+    Ok(shards)
 }
 
-/// True when `spec` has the shape of a hub model id (`org/name`, no other slashes).
-pub fn is_hub_id(spec: &str) -> bool {
-    let parts: Vec<&str> = spec.split('/').collect();
-    parts.len() == 2
-        && parts.iter().all(|p| {
-            !p.is_empty()
-                && p != &"."
-                && p != &".."
-                && p.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-        })
+/// The first file a cached model snapshot lacks (config or weights); `None` when complete.
+fn first_missing(hub: &Hub, id: &RepoId) -> Option<String> {
+    if hub.cached(id, "config.json").is_none() {
+        return Some("config.json".into());
+    }
+    if let Some(index) = hub.cached(id, INDEX_FILE) {
+        return match shards_of(&index) {
+            Ok(shards) => shards.into_iter().find(|s| hub.cached(id, s).is_none()),
+            Err(_) => Some(INDEX_FILE.into()),
+        };
+    }
+    let snap = hub.snapshot(id)?;
+    let any_weights = std::fs::read_dir(&snap)
+        .ok()?
+        .filter_map(|e| e.ok())
+        .any(|e| e.file_name().to_string_lossy().ends_with(".safetensors") && e.path().is_file());
+    (!any_weights).then(|| "model.safetensors".into())
 }
 
-/// The snapshot folder of `repo` at `revision` (a branch under `refs/`, or a commit hash) in
-/// `cache`. `file` is the file the caller needs, named in the error.
-pub fn snapshot_dir_in(cache: &Path, repo: &str, revision: &str, file: &str) -> Result<PathBuf> {
-    let missing = || Error::HubMissing {
-        repo: repo.to_string(),
-        file: file.to_string(),
-        cache: cache.to_path_buf(),
-    };
-    if !is_hub_id(repo) {
-        return Err(missing());
+/// The local path of model `spec` (a hub id) from the hub settings of the environment.
+pub fn resolve_model(spec: &str) -> Result<PathBuf> {
+    resolve_model_with(&Hub::from_env(), spec)
+}
+
+/// The local path of model `spec` with `hub`: the snapshot folder of a model repository, or the
+/// file of an `org/name/FILE.gguf` id.
+pub fn resolve_model_with(hub: &Hub, spec: &str) -> Result<PathBuf> {
+    let id = RepoId::parse(spec, RepoKind::Model).ok_or_else(|| Error::ModelNotFound {
+        spec: spec.to_string(),
+    })?;
+    if let Some(path) = &id.path {
+        if !path.to_ascii_lowercase().ends_with(".gguf") {
+            return Err(Error::Invalid(format!(
+                "model `{spec}`: a path inside a model repository must name a .gguf file \
+                 (`org/name/FILE.gguf`)"
+            )));
+        }
+        let dir = hub.fetch(&id.root(), std::slice::from_ref(path))?;
+        return Ok(dir.join(path));
     }
-    let root = cache.join(format!("models--{}", repo.replace('/', "--")));
-    let commit = match std::fs::read_to_string(root.join("refs").join(revision)) {
-        Ok(text) => text.trim().to_string(),
-        Err(_) => revision.to_string(),
+    let Some(missing) = first_missing(hub, &id) else {
+        return hub
+            .snapshot(&id)
+            .ok_or_else(|| hub.miss(&id, "config.json").into());
     };
-    let dir = root.join("snapshots").join(commit);
-    if dir.is_dir() {
-        Ok(dir)
+    if !hub.can_download() {
+        return Err(hub.miss(&id, &missing).into());
+    }
+    let (_, listing) = hub.list_files(&id).map_err(|source| Error::HubFetch {
+        spec: spec.to_string(),
+        missing: missing.clone(),
+        cache: hub.cache.clone(),
+        source,
+    })?;
+    let has = |f: &str| listing.iter().any(|l| l == f);
+    let mut small: Vec<String> = MODEL_FILES
+        .iter()
+        .filter(|f| has(f))
+        .map(|f| f.to_string())
+        .collect();
+    if !has("config.json") {
+        let ggufs: Vec<&String> = listing.iter().filter(|f| f.ends_with(".gguf")).collect();
+        return Err(Error::Invalid(format!(
+            "model `{spec}`: the repository has no config.json{}",
+            if ggufs.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; name one of its GGUF files: {}",
+                    ggufs
+                        .iter()
+                        .map(|g| format!("`{}/{g}`", id.repo))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            }
+        )));
+    }
+    let sharded = has(INDEX_FILE);
+    if sharded {
+        small.push(INDEX_FILE.into());
+    }
+    let dir = hub.fetch(&id, &small)?;
+    let weights: Vec<String> = if sharded {
+        shards_of(&dir.join(INDEX_FILE))?
+    } else if has("model.safetensors") {
+        vec!["model.safetensors".into()]
     } else {
-        Err(missing())
+        listing
+            .iter()
+            .filter(|f| f.ends_with(".safetensors") && !f.contains('/'))
+            .cloned()
+            .collect()
+    };
+    if weights.is_empty() {
+        return Err(Error::Invalid(format!(
+            "model `{spec}`: the repository has no safetensors weights"
+        )));
     }
+    Ok(hub.fetch(&id, &weights)?)
 }
 
-/// The path of `file` of model `repo` (at `main`) in `cache`.
-pub fn resolve_file_in(cache: &Path, repo: &str, file: &str) -> Result<PathBuf> {
-    let path = snapshot_dir_in(cache, repo, "main", file)?.join(file);
-    if path.exists() {
-        Ok(path)
+/// Checks model `spec` (a hub id) without downloading weights, for `--dry-run`: where its
+/// cached snapshot is, or that the hub lists it (access and revision checked).
+pub fn check_model(spec: &str) -> Result<String> {
+    let hub = Hub::from_env();
+    let id = RepoId::parse(spec, RepoKind::Model).ok_or_else(|| Error::ModelNotFound {
+        spec: spec.to_string(),
+    })?;
+    let root = id.root();
+    let missing = match &id.path {
+        Some(p) => hub.cached(&root, p).is_none().then(|| p.clone()),
+        None => first_missing(&hub, &id),
+    };
+    let Some(missing) = missing else {
+        let snap = hub.snapshot(&root).unwrap_or_default();
+        return Ok(format!("cached at {}", snap.display()));
+    };
+    if !hub.can_download() {
+        return Err(hub.miss(&id, &missing).into());
+    }
+    let (commit, files) = hub.list_files(&root).map_err(|source| Error::HubFetch {
+        spec: spec.to_string(),
+        missing: missing.clone(),
+        cache: hub.cache.clone(),
+        source,
+    })?;
+    Ok(format!(
+        "on {} at commit {commit} ({} files; downloaded into {} on first use)",
+        hub.endpoint,
+        files.len(),
+        hub.cache.display()
+    ))
+}
+
+/// The folder of model `spec` (a hub id naming a repository, not a file).
+pub fn resolve_model_dir(spec: &str) -> Result<PathBuf> {
+    let p = resolve_model(spec)?;
+    if p.is_dir() {
+        Ok(p)
     } else {
-        Err(Error::HubMissing {
-            repo: repo.to_string(),
-            file: file.to_string(),
-            cache: cache.to_path_buf(),
-        })
+        Err(Error::Invalid(format!(
+            "model `{spec}` names a file, not a model folder"
+        )))
     }
-}
-
-/// The path of `file` of model `repo` in the cache from the environment.
-pub fn resolve_file(repo: &str, file: &str) -> Result<PathBuf> {
-    resolve_file_in(&hub_cache_dir(), repo, file)
-}
-
-/// The snapshot folder of model `repo` (at `main`), checked to hold `config.json`.
-pub fn resolve_model_dir(repo: &str) -> Result<PathBuf> {
-    let config = resolve_file(repo, "config.json")?;
-    Ok(config
-        .parent()
-        .map_or_else(|| PathBuf::from("."), Path::to_path_buf))
 }
 
 #[cfg(test)]
@@ -102,28 +205,41 @@ mod tests {
     use super::*;
 
     #[test]
-    fn resolves_the_cache_layout_and_names_missing_files() {
-        let tmp = std::env::temp_dir().join(format!("wst-hub-{}", std::process::id()));
-        let repo = tmp.join("models--org--tiny");
-        std::fs::create_dir_all(repo.join("refs")).unwrap();
-        std::fs::create_dir_all(repo.join("snapshots/abc123")).unwrap();
-        std::fs::write(repo.join("refs/main"), "abc123\n").unwrap();
-        std::fs::write(repo.join("snapshots/abc123/config.json"), "{}").unwrap();
-        let p = resolve_file_in(&tmp, "org/tiny", "config.json").unwrap();
-        assert!(p.ends_with("snapshots/abc123/config.json"));
-        let e = resolve_file_in(&tmp, "org/tiny", "tokenizer.json")
+    fn cached_snapshots_are_complete_only_with_their_weights() {
+        let tmp = tempfile::tempdir().unwrap();
+        let snap = tmp.path().join("models--org--tiny/snapshots/abc123");
+        std::fs::create_dir_all(&snap).unwrap();
+        std::fs::create_dir_all(tmp.path().join("models--org--tiny/refs")).unwrap();
+        std::fs::write(tmp.path().join("models--org--tiny/refs/main"), "abc123").unwrap();
+        std::fs::write(snap.join("config.json"), "{}").unwrap();
+        let mut hub = Hub::new(tmp.path(), "http://127.0.0.1:9");
+        hub.offline = true;
+        let e = resolve_model_with(&hub, "org/tiny")
             .unwrap_err()
             .to_string();
         assert!(
-            e.contains("org/tiny") && e.contains("tokenizer.json") && e.contains("local"),
+            e.contains("org/tiny") && e.contains("model.safetensors") && e.contains("offline"),
             "{e}"
         );
-        let e = resolve_file_in(&tmp, "org/other", "config.json")
+        std::fs::write(
+            snap.join(INDEX_FILE),
+            r#"{"weight_map":{"a":"s-1.safetensors","b":"s-2.safetensors","c":"s-1.safetensors"}}"#,
+        )
+        .unwrap();
+        std::fs::write(snap.join("s-1.safetensors"), "x").unwrap();
+        let e = resolve_model_with(&hub, "org/tiny")
             .unwrap_err()
             .to_string();
-        assert!(e.contains("org/other"), "{e}");
-        std::fs::remove_dir_all(&tmp).unwrap();
-        assert!(is_hub_id("Qwen/Qwen2.5-0.5B-Instruct"));
-        assert!(!is_hub_id("a/b/c") && !is_hub_id("model.gguf") && !is_hub_id("../x"));
+        assert!(e.contains("s-2.safetensors"), "{e}");
+        std::fs::write(snap.join("s-2.safetensors"), "x").unwrap();
+        assert_eq!(resolve_model_with(&hub, "org/tiny").unwrap(), snap);
+        let e = resolve_model_with(&hub, "org/other")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("org/other") && e.contains("config.json"), "{e}");
+        let e = resolve_model_with(&hub, "org/tiny/weights.bin")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(".gguf"), "{e}");
     }
 }

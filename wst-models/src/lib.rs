@@ -7,7 +7,8 @@
 //! copies it into a [`tch::nn::VarStore`] under its Hugging Face name, so the same variables are
 //! sampled from ([`Generator`], with a preallocated [`KvCache`]), trained (`wst-rl`) and saved.
 //! [`LoadedModel`] puts a model together with its tokenizer, chat template and special tokens,
-//! from a folder, a `.gguf` file or a model id in the local hub cache.
+//! from a folder, a `.gguf` file, a hub model id (cached or downloaded, [`hub`]) or a trained
+//! checkpoint; [`export`] writes any of them back as a Hugging Face folder.
 
 mod chat;
 mod config;
@@ -15,6 +16,7 @@ mod cuda_graph;
 mod decoder;
 mod device;
 mod error;
+pub mod export;
 mod generate;
 pub mod gguf;
 pub mod gpt2;
@@ -37,7 +39,8 @@ pub use error::{BoxError, Error, Result};
 pub use generate::{sample, Generation, Generator};
 pub use gpt2::{GPT2ForSequenceClassification, Gpt2Config, Gpt2Error};
 pub use loader::{
-    alias_path, check_vocab, dtype_kind, resolve_spec, LoadedModel, SMOLLM2_ALIAS, SMOLLM2_FILE,
+    alias_path, check_vocab, checkpoint_base, checkpoint_dir, dtype_kind, resolve_spec,
+    LoadedModel, CHECKPOINT_CONFIG, CHECKPOINT_WEIGHTS, SMOLLM2_ALIAS, SMOLLM2_FILE,
 };
 pub use student::LocalStudent;
 pub use student_http::{Backoff, HttpStats, HttpStudent, HttpStudentError};

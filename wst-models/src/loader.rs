@@ -44,8 +44,15 @@ pub struct LoadedModel {
 
 impl LoadedModel {
     /// Loads `spec`: a `.gguf` file, a folder in the Hugging Face layout, or a model id
-    /// (`org/name`) found in the local hub cache.
+    /// (`org/name[@revision]`, `org/name/FILE.gguf`) from the hub cache, downloaded when missing.
     pub fn load(spec: &str, device: Device, kind: Kind) -> Result<Self> {
+        if let Some(ckpt) = checkpoint_dir(Path::new(spec))? {
+            let base = checkpoint_base(&ckpt)?;
+            let mut m = Self::load(&base, device, kind)?;
+            m.load_checkpoint_weights(&ckpt.join(CHECKPOINT_WEIGHTS))?;
+            m.name = spec.to_string();
+            return Ok(m);
+        }
         let aliased = alias_path(spec)?;
         let path = aliased.as_deref().unwrap_or(Path::new(spec));
         let mut m = if path.is_file() {
@@ -64,7 +71,12 @@ impl LoadedModel {
         } else if path.is_dir() {
             Self::from_dir(path, device, kind)?
         } else if hub::is_hub_id(spec) {
-            Self::from_dir(&hub::resolve_model_dir(spec)?, device, kind)?
+            let p = hub::resolve_model(spec)?;
+            if p.is_file() {
+                Self::from_gguf(&p, device, kind)?
+            } else {
+                Self::from_dir(&p, device, kind)?
+            }
         } else {
             return Err(Error::ModelNotFound {
                 spec: spec.to_string(),
@@ -72,6 +84,32 @@ impl LoadedModel {
         };
         m.name = spec.to_string();
         Ok(m)
+    }
+
+    /// Overwrites every weight with the tensor of the same name in a safetensors file (a
+    /// checkpoint's `model.safetensors`), cast to the model's kind; a missing, misshapen or
+    /// unused tensor is an error naming it.
+    pub fn load_checkpoint_weights(&mut self, path: &Path) -> Result<()> {
+        let mut store = WeightStore::open(path)?;
+        let vs = self.model.var_store_mut();
+        let mut vars: Vec<(String, tch::Tensor)> = vs.variables().into_iter().collect();
+        vars.sort_by(|a, b| a.0.cmp(&b.0));
+        tch::no_grad(|| -> Result<()> {
+            for (name, mut var) in vars {
+                let t = store.take(&name, &var.size())?;
+                var.f_copy_(&t.f_to_kind(var.kind())?)?;
+            }
+            Ok(())
+        })?;
+        let unused = store.unused();
+        if !unused.is_empty() {
+            return Err(Error::Invalid(format!(
+                "{}: tensors this model does not have: {}",
+                path.display(),
+                unused.join(", ")
+            )));
+        }
+        Ok(())
     }
 
     /// Loads a folder with `config.json`, `tokenizer.json`, safetensors weights (single or
@@ -245,8 +283,67 @@ pub fn check_vocab(model: &str, tokenizer: &Tokenizer, config: &DecoderConfig) -
     Ok(())
 }
 
+/// The weights file of a trainer checkpoint folder.
+pub const CHECKPOINT_WEIGHTS: &str = "model.safetensors";
+/// The config a checkpoint (and a run folder) was trained with.
+pub const CHECKPOINT_CONFIG: &str = "config.toml";
+
+/// The checkpoint a path names, if it names one: a run folder (its newest
+/// `checkpoints/step-*`), a checkpoint folder (`model.safetensors` with `trainer.json`), or
+/// a checkpoint's `model.safetensors`. `Ok(None)` for any other path.
+pub fn checkpoint_dir(path: &Path) -> Result<Option<PathBuf>> {
+    let is_ckpt =
+        |d: &Path| d.join(CHECKPOINT_WEIGHTS).is_file() && d.join("trainer.json").is_file();
+    if path.is_file() && path.file_name().is_some_and(|n| n == CHECKPOINT_WEIGHTS) {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        return Ok(is_ckpt(dir).then(|| dir.to_path_buf()));
+    }
+    if is_ckpt(path) {
+        return Ok(Some(path.to_path_buf()));
+    }
+    let root = path.join("checkpoints");
+    if !root.is_dir() {
+        return Ok(None);
+    }
+    let mut steps: Vec<(u64, PathBuf)> = std::fs::read_dir(&root)
+        .map_err(|e| Error::io(&root, e))?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let n = e.file_name().to_string_lossy().to_string();
+            let step = n.strip_prefix("step-")?.parse::<u64>().ok()?;
+            Some((step, e.path()))
+        })
+        .filter(|(_, p)| is_ckpt(p))
+        .collect();
+    steps.sort();
+    match steps.pop() {
+        Some((_, p)) => Ok(Some(p)),
+        None => Err(Error::Invalid(format!(
+            "run {}: no checkpoint yet (checkpoints/step-*/model.safetensors)",
+            path.display()
+        ))),
+    }
+}
+
+/// The base model a checkpoint was trained from: `teacher.model` of its `config.toml`.
+pub fn checkpoint_base(ckpt: &Path) -> Result<String> {
+    let path = ckpt.join(CHECKPOINT_CONFIG);
+    let cfg = wst_core::Config::load(&path, &[]).map_err(|e| {
+        Error::Invalid(format!(
+            "checkpoint {}: cannot read the base model from {}: {}",
+            ckpt.display(),
+            path.display(),
+            wst_core::error_chain(&e)
+        ))
+    })?;
+    Ok(cfg.teacher.model)
+}
+
 /// Finds the model folder or file a spec names, without loading it (for `--model` checks).
 pub fn resolve_spec(spec: &str) -> Result<PathBuf> {
+    if checkpoint_dir(Path::new(spec))?.is_some() {
+        return Ok(PathBuf::from(spec));
+    }
     if let Some(p) = alias_path(spec)? {
         return Ok(p);
     }
@@ -254,7 +351,7 @@ pub fn resolve_spec(spec: &str) -> Result<PathBuf> {
     if path.exists() {
         Ok(path.to_path_buf())
     } else if hub::is_hub_id(spec) {
-        hub::resolve_model_dir(spec)
+        hub::resolve_model(spec)
     } else {
         Err(Error::ModelNotFound {
             spec: spec.to_string(),

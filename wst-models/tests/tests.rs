@@ -2,5 +2,6 @@
 
 mod gguf;
 mod gpt2;
+mod hub;
 mod lm;
 mod student_http;

@@ -1,0 +1,337 @@
+//! `wst export` checked with transformers (installed into the project venv by
+//! `scripts/ensure-pyarrow.sh transformers`), and hub downloads of `wst generate` / `wst data`
+//! against the stand-in hub.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+use wst_core::hub::standin::StandInHub;
+use wst_core::hub::RepoKind;
+
+use crate::train::{repo, shared, text, tiny_config};
+use crate::wst;
+
+/// A Python with transformers (the project venv).
+fn python() -> PathBuf {
+    let out = Command::new("bash")
+        .arg(repo().join("scripts/ensure-pyarrow.sh"))
+        .args(["transformers", "safetensors"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out).1);
+    PathBuf::from(text(&out).0.trim())
+}
+
+/// Runs a Python script with arguments; its stdout parsed as JSON.
+fn run_python(script: &str, args: &[&str]) -> Value {
+    let out = Command::new(python())
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .env("TRANSFORMERS_OFFLINE", "1")
+        .env("HF_HUB_OFFLINE", "1")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    serde_json::from_str(stdout.lines().last().unwrap_or(""))
+        .unwrap_or_else(|e| panic!("{e}: {stdout}\n{stderr}"))
+}
+
+/// Greedy ids of `wst generate --model M --prompt P`: (prompt ids, output ids).
+fn wst_greedy(model: &Path, prompt: &str, n: usize) -> (Value, Value) {
+    let out = wst()
+        .args(["generate", "--model"])
+        .arg(model)
+        .args([
+            "--prompt",
+            prompt,
+            "--greedy",
+            "--json",
+            "--device",
+            "cpu",
+            "--max-tokens",
+        ])
+        .arg(n.to_string())
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let v: Value = serde_json::from_str(&stdout).unwrap();
+    (v["prompt_ids"].clone(), v["output_ids"].clone())
+}
+
+const GREEDY: &str = r#"
+import json, sys, torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+d, prompt, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+tok = AutoTokenizer.from_pretrained(d)
+model = AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32)
+ids = tok(prompt, add_special_tokens=False)["input_ids"]
+out = model.generate(torch.tensor([ids]), max_new_tokens=n, do_sample=False)
+print(json.dumps({"prompt_ids": ids, "output_ids": out[0, len(ids):].tolist(),
+                  "arch": model.config.architectures[0],
+                  "template": tok.chat_template is not None}))
+"#;
+
+#[test]
+fn export_of_a_tiny_trained_run_loads_in_transformers_with_the_same_greedy_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = tiny_config(dir.path());
+    let run = dir.path().join("runs/tiny");
+    let out = wst()
+        .args(["train", "--quiet", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out).1);
+
+    let exported = dir.path().join("export-f32");
+    let out = wst()
+        .arg("export")
+        .arg(&run)
+        .arg("--out")
+        .arg(&exported)
+        .args(["--dtype", "f32"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out).1);
+    for f in [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "generation_config.json",
+        "README.md",
+    ] {
+        assert!(exported.join(f).is_file(), "{f}");
+    }
+    let readme = std::fs::read_to_string(exported.join("README.md")).unwrap();
+    assert!(
+        readme.contains("tiny-qwen2") && readme.contains("step-00000002"),
+        "{readme}"
+    );
+    // An existing folder is never overwritten.
+    let out = wst()
+        .arg("export")
+        .arg(&run)
+        .arg("--out")
+        .arg(&exported)
+        .output()
+        .unwrap();
+    assert!(!out.status.success() && text(&out).1.contains("exists"));
+
+    let prompt = "What is 3 + 4?";
+    let n = 10;
+    let from_export = wst_greedy(&exported, prompt, n);
+    let from_run = wst_greedy(&run, prompt, n);
+    assert_eq!(from_export, from_run);
+    let base = wst_greedy(&shared().join("testvectors/tiny-qwen2"), prompt, n);
+    assert_ne!(base.1, from_run.1, "training changed the weights");
+
+    let hf = run_python(
+        GREEDY,
+        &[exported.to_str().unwrap(), prompt, &n.to_string()],
+    );
+    assert_eq!(hf["arch"], "Qwen2ForCausalLM");
+    assert_eq!(hf["template"], true);
+    assert_eq!(
+        (hf["prompt_ids"].clone(), hf["output_ids"].clone()),
+        from_export
+    );
+
+    // bf16 and sharded: the dtype is the one asked for, and every shard is indexed.
+    let sharded = dir.path().join("export-bf16");
+    let out = wst()
+        .arg("export")
+        .arg(run.join("checkpoints/step-00000002"))
+        .arg("--out")
+        .arg(&sharded)
+        .args(["--dtype", "bf16", "--max-shard-bytes", "60000"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out).1);
+    let index: Value = serde_json::from_str(
+        &std::fs::read_to_string(sharded.join("model.safetensors.index.json")).unwrap(),
+    )
+    .unwrap();
+    let mut files: Vec<&str> = index["weight_map"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    files.sort();
+    files.dedup();
+    assert!(files.len() > 1, "{files:?}");
+    let v = run_python(
+        r#"
+import json, sys, torch
+from transformers import AutoModelForCausalLM
+m = AutoModelForCausalLM.from_pretrained(sys.argv[1], dtype="auto")
+print(json.dumps({"dtype": str(m.dtype)}))
+"#,
+        &[sharded.to_str().unwrap()],
+    );
+    assert_eq!(v["dtype"], "torch.bfloat16");
+}
+
+#[test]
+fn smollm2_export_tokenizer_and_chat_template_match_wst() {
+    let reference: Value = serde_json::from_str(
+        &std::fs::read_to_string(shared().join("testvectors/smollm2-135m-instruct-q4_1.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let exported = dir.path().join("smollm2");
+    let out = wst()
+        .args(["export", "smollm2", "--dtype", "f32", "--out"])
+        .arg(&exported)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out).1);
+    let refs = dir.path().join("reference.json");
+    std::fs::write(&refs, reference.to_string()).unwrap();
+    let v = run_python(
+        r#"
+import json, sys, torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+d, r = sys.argv[1], json.load(open(sys.argv[2]))
+tok = AutoTokenizer.from_pretrained(d)
+ids = [tok(t["text"], add_special_tokens=False)["input_ids"] for t in r["tokenizer"]]
+chat = [tok.apply_chat_template(r[k]["messages"], add_generation_prompt=r[k]["add_generation_prompt"], tokenize=False)
+        for k in ["chat_template_render", "chat_template_render_nosys"]]
+m = AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32)
+g = r["greedy_20"]
+out = m.generate(torch.tensor([g["input_ids"]]), max_new_tokens=len(g["output_ids"]), do_sample=False)
+print(json.dumps({"ids": ids, "chat": chat, "greedy": out[0, len(g["input_ids"]):].tolist(),
+                  "arch": m.config.architectures[0]}))
+"#,
+        &[exported.to_str().unwrap(), refs.to_str().unwrap()],
+    );
+    assert_eq!(v["arch"], "LlamaForCausalLM");
+    let want_ids: Vec<Value> = reference["tokenizer"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["ids"].clone())
+        .collect();
+    assert_eq!(v["ids"].as_array().unwrap(), &want_ids);
+    assert_eq!(v["chat"][0], reference["chat_template_render"]["text"]);
+    assert_eq!(
+        v["chat"][1],
+        reference["chat_template_render_nosys"]["text"]
+    );
+    assert_eq!(v["greedy"], reference["greedy_20"]["output_ids"]);
+}
+
+#[test]
+fn hub_ids_download_into_an_empty_hf_home_then_work_offline() {
+    let server = StandInHub::start().unwrap();
+    server
+        .add_dir(
+            RepoKind::Model,
+            "org/tiny-qwen2",
+            &shared().join("testvectors/tiny-qwen2"),
+        )
+        .unwrap();
+    let gsm = std::fs::read(shared().join("data/gsm8k/test.parquet")).unwrap();
+    server.add_file(
+        RepoKind::Dataset,
+        "openai/gsm8k",
+        "main/test-00000-of-00001.parquet",
+        gsm,
+    );
+    let home = tempfile::tempdir().unwrap();
+    let cmd = |offline: bool| {
+        let mut c = wst();
+        c.env("HF_HOME", home.path())
+            .env("HF_ENDPOINT", server.endpoint())
+            .env_remove("HF_HUB_CACHE")
+            .env_remove("HF_TOKEN")
+            .env_remove("HUGGINGFACE_HUB_CACHE");
+        if offline {
+            c.env("HF_HUB_OFFLINE", "1");
+        } else {
+            c.env_remove("HF_HUB_OFFLINE");
+        }
+        c
+    };
+    let generate = |offline: bool| {
+        let out = cmd(offline)
+            .args([
+                "generate",
+                "--model",
+                "org/tiny-qwen2",
+                "--prompt",
+                "Hi",
+                "--greedy",
+                "--json",
+                "--device",
+                "cpu",
+                "--max-tokens",
+                "4",
+            ])
+            .output()
+            .unwrap();
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "{stderr}");
+        serde_json::from_str::<Value>(&stdout).unwrap()["output_ids"].clone()
+    };
+    let first = generate(false);
+    assert!(home
+        .path()
+        .join("hub/models--org--tiny-qwen2/refs/main")
+        .is_file());
+    let n = server.requests().len();
+    assert_eq!(generate(true), first);
+    assert_eq!(server.requests().len(), n, "offline: no request");
+
+    let stats = |offline: bool| {
+        cmd(offline)
+            .args([
+                "data",
+                "stats",
+                "--dataset",
+                "gsm8k",
+                "--path",
+                "openai/gsm8k",
+                "--split",
+                "test",
+            ])
+            .output()
+            .unwrap()
+    };
+    let out = stats(false);
+    assert!(out.status.success(), "{}", text(&out).1);
+    assert!(text(&out).0.contains("1319"), "{}", text(&out).0);
+    assert!(stats(true).status.success());
+
+    // Offline on an empty cache: at once, and saying so.
+    let empty = tempfile::tempdir().unwrap();
+    let t = std::time::Instant::now();
+    let out = wst()
+        .env("HF_HOME", empty.path())
+        .env("HF_HUB_OFFLINE", "1")
+        .env_remove("HF_HUB_CACHE")
+        .args([
+            "generate",
+            "--model",
+            "org/tiny-qwen2",
+            "--prompt",
+            "Hi",
+            "--device",
+            "cpu",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(t.elapsed() < std::time::Duration::from_secs(20));
+    let err = text(&out).1;
+    assert!(
+        err.contains("offline") && err.contains("org/tiny-qwen2"),
+        "{err}"
+    );
+}
