@@ -108,7 +108,8 @@ fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            let causes = e.chain().skip(1).map(|c| c.to_string());
+            eprintln!("error: {}", wst_core::join_causes(e.to_string(), causes));
             ExitCode::FAILURE
         }
     }

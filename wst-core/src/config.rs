@@ -814,12 +814,25 @@ fn data_problems(d: &DataConfig, prefix: &str) -> Vec<String> {
 
 /// An error and its sources on one line.
 pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
+    let mut causes = Vec::new();
     let mut cur = e.source();
     while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
+        causes.push(c.to_string());
         cur = c.source();
+    }
+    join_causes(e.to_string(), causes)
+}
+
+/// Joins an error's message and its causes with `": "`, leaving out a cause whose text is
+/// already in the message so far (libraries that print their source inside their own message,
+/// as reqwest and hf-hub do, would otherwise repeat it).
+pub fn join_causes(message: String, causes: impl IntoIterator<Item = String>) -> String {
+    let mut s = message;
+    for c in causes {
+        if !c.is_empty() && !s.contains(&c) {
+            s.push_str(": ");
+            s.push_str(&c);
+        }
     }
     s
 }

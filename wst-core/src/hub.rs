@@ -172,7 +172,10 @@ pub enum HubError {
         token_set: bool,
     },
     /// The repository, revision or file does not exist on the hub.
-    #[error("`{repo}`: {what} not found on the hub ({url}, HTTP {status})")]
+    #[error(
+        "`{repo}`: {what} not found on the hub ({url}, HTTP {status}): check the id and revision, \
+         or give a local path"
+    )]
     NotFound {
         /// The repository spec.
         repo: String,
@@ -201,7 +204,10 @@ pub enum HubError {
         seconds: u64,
     },
     /// The request failed (connection refused, reset, bad answer).
-    #[error("`{repo}`: fetching {file} from {endpoint} failed")]
+    #[error(
+        "`{repo}`: fetching {file} from {endpoint} failed (offline? HF_ENDPOINT names a mirror, \
+         HF_HUB_OFFLINE=1 uses the cache only; or give a local path)"
+    )]
     Network {
         /// The repository spec.
         repo: String,

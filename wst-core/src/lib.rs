@@ -31,9 +31,9 @@ pub use baseline::{
     reward_hash, stable_hash, BaselineKey, BaselineStore, BaselineValue, MemoryBaselines,
 };
 pub use config::{
-    apply_override, error_chain, ArithLevel, Config, DType, DataConfig, DatasetKind, DeviceChoice,
-    EvalConfig, GrpoConfig, LossType, RewardConfig, RewardKind, RunConfig, ScaleRewards, Schedule,
-    StudentConfig, StudentKind, TeacherConfig,
+    apply_override, error_chain, join_causes, ArithLevel, Config, DType, DataConfig, DatasetKind,
+    DeviceChoice, EvalConfig, GrpoConfig, LossType, RewardConfig, RewardKind, RunConfig,
+    ScaleRewards, Schedule, StudentConfig, StudentKind, TeacherConfig,
 };
 pub use error::{Error, Result};
 pub use gsm8k::parse_gsm8k_reference;

@@ -156,10 +156,10 @@ pub enum Error {
 
     /// A hub id could not be resolved or fetched (offline, gated, missing, network).
     #[error(transparent)]
-    Hub(#[from] wst_core::hub::HubError),
+    Hub(Box<wst_core::hub::HubError>),
 
     /// A hub model's files are not cached and fetching them failed.
-    #[error("model `{spec}`: {missing} is not in the Hugging Face cache {}; fetching it failed: {source}", cache.display())]
+    #[error("model `{spec}`: {missing} is not in the Hugging Face cache {}; fetching it failed", cache.display())]
     HubFetch {
         /// The model id.
         spec: String,
@@ -168,7 +168,8 @@ pub enum Error {
         /// The cache folder.
         cache: PathBuf,
         /// Why fetching failed.
-        source: wst_core::hub::HubError,
+        #[source]
+        source: Box<wst_core::hub::HubError>,
     },
 
     /// A model alias (`smollm2`) whose cached file is missing.
@@ -218,4 +219,11 @@ pub(crate) fn read_json(path: &std::path::Path) -> Result<serde_json::Value> {
         path: path.to_path_buf(),
         source,
     })
+}
+
+// Boxed: a hub error carries several strings, and `Result<_, Error>` stays small.
+impl From<wst_core::hub::HubError> for Error {
+    fn from(e: wst_core::hub::HubError) -> Self {
+        Error::Hub(Box::new(e))
+    }
 }

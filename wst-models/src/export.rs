@@ -237,8 +237,11 @@ fn read_folder_weights(dir: &Path) -> Result<Vec<(String, Tensor)>> {
     Ok(out)
 }
 
+/// Named tensors, in file order.
+type Named = Vec<(String, Tensor)>;
+
 /// Config, tokenizer, template and generation config of a GGUF file; its dequantised tensors.
-fn gguf_files(path: &Path, dir: &Path) -> Result<(Value, Option<Vec<(String, Tensor)>>)> {
+fn gguf_files(path: &Path, dir: &Path) -> Result<(Value, Option<Named>)> {
     let g = crate::gguf::load_gguf(path)?;
     std::fs::write(dir.join("tokenizer.json"), &g.tokenizer_json).map_err(io(dir))?;
     let tok: Value = serde_json::from_str(&g.tokenizer_json).map_err(|source| Error::Json {

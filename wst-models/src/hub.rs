@@ -102,10 +102,10 @@ pub fn resolve_model_with(hub: &Hub, spec: &str) -> Result<PathBuf> {
         return Err(hub.miss(&id, &missing).into());
     }
     let (_, listing) = hub.list_files(&id).map_err(|source| Error::HubFetch {
+        source: Box::new(source),
         spec: spec.to_string(),
         missing: missing.clone(),
         cache: hub.cache.clone(),
-        source,
     })?;
     let has = |f: &str| listing.iter().any(|l| l == f);
     let mut small: Vec<String> = MODEL_FILES
@@ -175,10 +175,10 @@ pub fn check_model(spec: &str) -> Result<String> {
         return Err(hub.miss(&id, &missing).into());
     }
     let (commit, files) = hub.list_files(&root).map_err(|source| Error::HubFetch {
+        source: Box::new(source),
         spec: spec.to_string(),
         missing: missing.clone(),
         cache: hub.cache.clone(),
-        source,
     })?;
     Ok(format!(
         "on {} at commit {commit} ({} files; downloaded into {} on first use)",
