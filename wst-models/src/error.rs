@@ -159,7 +159,7 @@ pub enum Error {
     Hub(Box<wst_core::hub::HubError>),
 
     /// A hub model's files are not cached and fetching them failed.
-    #[error("model `{spec}`: {missing} is not in the Hugging Face cache {}; fetching it failed", cache.display())]
+    #[error("model `{spec}`: {missing} is not in the Hugging Face cache {}; fetching it failed: {cause}", cache.display())]
     HubFetch {
         /// The model id.
         spec: String,
@@ -167,9 +167,8 @@ pub enum Error {
         missing: String,
         /// The cache folder.
         cache: PathBuf,
-        /// Why fetching failed.
-        #[source]
-        source: Box<wst_core::hub::HubError>,
+        /// Why fetching failed (in the message; not a `source`, so chains do not repeat it).
+        cause: Box<wst_core::hub::HubError>,
     },
 
     /// A model alias (`smollm2`) whose cached file is missing.

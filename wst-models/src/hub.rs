@@ -102,7 +102,7 @@ pub fn resolve_model_with(hub: &Hub, spec: &str) -> Result<PathBuf> {
         return Err(hub.miss(&id, &missing).into());
     }
     let (_, listing) = hub.list_files(&id).map_err(|source| Error::HubFetch {
-        source: Box::new(source),
+        cause: Box::new(source),
         spec: spec.to_string(),
         missing: missing.clone(),
         cache: hub.cache.clone(),
@@ -175,7 +175,7 @@ pub fn check_model(spec: &str) -> Result<String> {
         return Err(hub.miss(&id, &missing).into());
     }
     let (commit, files) = hub.list_files(&root).map_err(|source| Error::HubFetch {
-        source: Box::new(source),
+        cause: Box::new(source),
         spec: spec.to_string(),
         missing: missing.clone(),
         cache: hub.cache.clone(),
