@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use tch::Device;
 use wst_core::{
     Config, PromptTemplates, RewardKind, RewardWeights, SamplingParams, StudentConfig, StudentKind,
     TemplateTexts, WeightedReward,
@@ -20,7 +19,6 @@ use wst_rl::eval::plan::{ConditionKind, Plan, WeightAxis};
 use wst_rl::eval::{
     self, EvalReport, EvalSample, InstructionWriter, NoInstruction, PolicyTeacher, StudentTeacher,
 };
-use wst_rl::LmPolicy;
 
 use crate::plots;
 use crate::wiring;
@@ -59,57 +57,6 @@ pub struct EvalArgs {
     /// Output folder (default: `RUN_DIR/eval` of the config's run).
     #[arg(long)]
     pub out: Option<PathBuf>,
-}
-
-/// Where a `teacher:PATH` condition's weights come from.
-#[derive(Debug, Clone, PartialEq)]
-enum TeacherSource {
-    /// A trainer checkpoint: base model from its config, weights from its safetensors.
-    Checkpoint(PathBuf),
-    /// A model spec (folder, GGUF, hub id).
-    Model(String),
-}
-
-fn teacher_source(path: &str) -> Result<TeacherSource> {
-    let p = Path::new(path);
-    if p.is_file() && p.file_name().is_some_and(|n| n == "model.safetensors") {
-        return Ok(TeacherSource::Checkpoint(
-            p.parent().unwrap_or(Path::new(".")).to_path_buf(),
-        ));
-    }
-    if p.join("model.safetensors").is_file() && p.join("trainer.json").is_file() {
-        return Ok(TeacherSource::Checkpoint(p.to_path_buf()));
-    }
-    if p.join("checkpoints").is_dir() {
-        let (_, dir) = wst_rl::checkpoint::latest(p)?
-            .with_context(|| format!("run {}: no checkpoint yet", p.display()))?;
-        return Ok(TeacherSource::Checkpoint(dir));
-    }
-    Ok(TeacherSource::Model(path.to_string()))
-}
-
-/// Loads the local teacher of a condition.
-fn local_teacher(cfg: &Config, source: Option<&str>, device: Device) -> Result<LmPolicy> {
-    match source.map(teacher_source).transpose()? {
-        None => wiring::teacher_policy(cfg, device),
-        Some(TeacherSource::Model(spec)) => {
-            let mut c = cfg.clone();
-            c.teacher.model = spec;
-            wiring::teacher_policy(&c, device)
-        }
-        Some(TeacherSource::Checkpoint(dir)) => {
-            // The checkpoint's own config names the base model it was trained from.
-            let saved = dir.join(wst_rl::CONFIG_FILE);
-            let base = match Config::load(&saved, &[]) {
-                Ok(c) => c,
-                Err(_) => cfg.clone(),
-            };
-            let mut policy = wiring::teacher_policy(&base, device)?;
-            policy.load_weights(&dir.join("model.safetensors"))?;
-            eprintln!("teacher weights from {}", dir.display());
-            Ok(policy)
-        }
-    }
 }
 
 /// How `api-teacher:` conditions reach their endpoint.
@@ -242,14 +189,14 @@ pub fn evaluate(
             ConditionKind::None => Box::new(NoInstruction::new(cond.label.clone())),
             ConditionKind::Untrained => Box::new(PolicyTeacher::new(
                 cond.label.clone(),
-                local_teacher(cfg, None, device)?,
+                wiring::teacher_from(cfg, None, device)?,
                 wiring::templates(cfg)?,
                 cfg.teacher.sampling.clone(),
                 cfg.run.seed,
             )),
             ConditionKind::Teacher(p) => Box::new(PolicyTeacher::new(
                 cond.label.clone(),
-                local_teacher(cfg, Some(p), device)?,
+                wiring::teacher_from(cfg, Some(p), device)?,
                 wiring::templates(cfg)?,
                 cfg.teacher.sampling.clone(),
                 cfg.run.seed,

@@ -1,16 +1,18 @@
-//! `wst generate`: sample from a local model (folder, GGUF file or cached hub id).
+//! `wst generate`: sample from a local model (folder, GGUF file, cached hub id, run folder or
+//! checkpoint).
 
 use anyhow::{Context, Result};
 use clap::{ArgGroup, Args};
 use wst_core::{DType, DeviceChoice, SamplingParams};
-use wst_models::{dtype_kind, select_device, ChatMessage, LoadedModel};
+use wst_models::{select_device, ChatMessage};
 
 /// Arguments of `wst generate`.
 #[derive(Debug, Args)]
 #[command(group(ArgGroup::new("input").required(true).args(["chat", "prompt"])))]
 #[command(group(ArgGroup::new("mode").args(["greedy", "temperature"])))]
 pub struct GenerateArgs {
-    /// A Hugging Face model folder, a .gguf file, or a model id in the local hub cache.
+    /// A Hugging Face model folder, a .gguf file, a model id in the local hub cache, `smollm2`,
+    /// a run folder or a checkpoint.
     #[arg(long)]
     model: String,
     /// System message (with --chat).
@@ -63,9 +65,8 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         other => anyhow::bail!("--device must be cpu, cuda or auto, got `{other}`"),
     };
     let device = select_device(choice)?;
-    let kind = dtype_kind(if args.bf16 { DType::Bf16 } else { DType::Auto }, device);
-    let model = LoadedModel::load(&args.model, device, kind)
-        .with_context(|| format!("loading model {}", args.model))?;
+    let dtype = if args.bf16 { DType::Bf16 } else { DType::Auto };
+    let model = crate::wiring::load_model(&args.model, device, dtype)?;
 
     let prompt_ids = match (&args.chat, &args.prompt) {
         (Some(chat), _) => {

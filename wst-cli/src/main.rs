@@ -20,6 +20,7 @@ use clap::{Parser, Subcommand};
 mod bench;
 mod cmd_generate;
 mod cmd_score;
+mod serve;
 
 /// Weak-to-Strong Transfer: train a small teacher to write instructions that make a larger
 /// student answer better.
@@ -66,6 +67,9 @@ enum Command {
     Score(cmd_score::ScoreArgs),
     /// Benchmarks and device checks: `wst bench generate|train-step|check`.
     Bench(bench::BenchArgs),
+    /// OpenAI-compatible server: a local model (`--model`), or the trained teacher in front of
+    /// a config's student (`--config CFG --teacher T`).
+    Serve(serve::ServeArgs),
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -93,6 +97,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Export(args) => cmd_export::run(args),
         Command::Score(args) => cmd_score::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Serve(args) => serve::run(args),
     }
 }
 

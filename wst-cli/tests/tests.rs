@@ -11,6 +11,7 @@ mod export;
 mod generate;
 mod rewards;
 mod score;
+mod serve;
 mod student_failures;
 mod train;
 
@@ -25,7 +26,7 @@ fn help_lists_the_subcommands() {
     let text = String::from_utf8(out.stdout).unwrap();
     for cmd in [
         "demo", "train", "baseline", "eval", "config", "info", "verify", "data", "report",
-        "generate", "score", "bench", "export",
+        "generate", "score", "bench", "export", "serve",
     ] {
         assert!(text.contains(cmd), "{cmd} missing from:\n{text}");
     }

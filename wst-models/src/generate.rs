@@ -129,12 +129,55 @@ impl<'a> Generator<'a> {
         params: &SamplingParams,
         rng: &mut R,
     ) -> Result<Vec<Generation>> {
+        self.check(prompts, params)?;
+        if prompts.is_empty() {
+            return Ok(Vec::new());
+        }
+        // All uniforms at once, drawn before any device work; greedy decoding draws none.
+        let n = params.max_new_tokens * prompts.len();
+        let uniforms = (!params.is_greedy()).then(|| (0..n).map(|_| rng.gen::<f32>()).collect());
+        tch::no_grad(|| self.run(prompts, params, uniforms))
+    }
+
+    /// Samples a continuation of each prompt, row `i` drawing its randomness from `rngs[i]`
+    /// alone, so what a row samples does not depend on the rows batched with it (a server
+    /// batches unrelated requests, each with its own seed). `params.seed` is ignored.
+    pub fn generate_with_row_rngs<R: Rng>(
+        &self,
+        prompts: &[Vec<u32>],
+        params: &SamplingParams,
+        rngs: &mut [R],
+    ) -> Result<Vec<Generation>> {
+        if rngs.len() != prompts.len() {
+            return Err(Error::Invalid(format!(
+                "{} random generators for {} prompts",
+                rngs.len(),
+                prompts.len()
+            )));
+        }
+        self.check(prompts, params)?;
+        if prompts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (b, max_new) = (prompts.len(), params.max_new_tokens);
+        // The step-major layout of `generate_with_rng`: uniform `t * b + row`.
+        let uniforms = (!params.is_greedy()).then(|| {
+            let mut u = vec![0f32; max_new * b];
+            for (row, rng) in rngs.iter_mut().enumerate() {
+                for t in 0..max_new {
+                    u[t * b + row] = rng.gen::<f32>();
+                }
+            }
+            u
+        });
+        tch::no_grad(|| self.run(prompts, params, uniforms))
+    }
+
+    /// The checks shared by the entry points (an empty batch passes).
+    fn check(&self, prompts: &[Vec<u32>], params: &SamplingParams) -> Result<()> {
         let problems = params.problems("sampling");
         if !problems.is_empty() {
             return Err(Error::Invalid(problems.join("; ")));
-        }
-        if prompts.is_empty() {
-            return Ok(Vec::new());
         }
         if self.tokenizer.is_none() && !params.stop.is_empty() {
             return Err(Error::Invalid(
@@ -150,14 +193,15 @@ impl<'a> Generator<'a> {
                 "token id {bad} is outside the model's vocabulary of {vocab}"
             )));
         }
-        tch::no_grad(|| self.run(prompts, params, rng))
+        Ok(())
     }
 
-    fn run<R: Rng + ?Sized>(
+    /// `uniforms`: `[max_new, B]` step-major draws in [0, 1), `None` when greedy.
+    fn run(
         &self,
         prompts: &[Vec<u32>],
         params: &SamplingParams,
-        rng: &mut R,
+        uniforms: Option<Vec<f32>>,
     ) -> Result<Vec<Generation>> {
         let device = self.model.device();
         let b = prompts.len();
@@ -172,10 +216,6 @@ impl<'a> Generator<'a> {
                 mask[start + j] = 1;
             }
         }
-        // All uniforms at once, drawn before any device work; greedy decoding draws none.
-        let uniforms: Option<Vec<f32>> =
-            (!params.is_greedy()).then(|| (0..max_new * b).map(|_| rng.gen::<f32>()).collect());
-
         // On CUDA with graphs, everything (prompt forward included) runs on the graph's
         // side stream; dropping the graph restores the stream.
         let mut graph = if self.uses_cuda_graph(max_new) {

@@ -164,3 +164,37 @@ fn generator_without_tokenizer_gives_the_same_ids_and_no_text() -> TestResult {
         .is_err());
     Ok(())
 }
+
+#[test]
+fn row_rngs_make_each_row_independent_of_its_batch() -> TestResult {
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+    let (m, tok) = setup();
+    let g = Generator::new(&m, &tok, &[], 0);
+    let params = SamplingParams {
+        temperature: 1.0,
+        max_new_tokens: 8,
+        ..SamplingParams::default()
+    };
+    let p = prompts(&tok)[0].clone();
+    let rng = |s: u64| ChaCha8Rng::seed_from_u64(s);
+    let alone = g.generate_with_row_rngs(std::slice::from_ref(&p), &params, &mut [rng(5)])?;
+    // The same prompt and stream in a batch of three, at another row, other streams beside it.
+    let rows = vec![p.clone(), p.clone(), p.clone()];
+    let batch = g.generate_with_row_rngs(&rows, &params, &mut [rng(1), rng(5), rng(2)])?;
+    assert_eq!(batch[1].token_ids, alone[0].token_ids);
+    assert_ne!(batch[0].token_ids, batch[2].token_ids, "streams differ");
+    // A stream fixes the output: one generator per row gives the same as itself.
+    assert_eq!(
+        batch,
+        g.generate_with_row_rngs(&rows, &params, &mut [rng(1), rng(5), rng(2)])?
+    );
+    let e = g
+        .generate_with_row_rngs(&rows, &params, &mut [rng(1)])
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("1 random generators for 3 prompts"),
+        "{e}"
+    );
+    Ok(())
+}
