@@ -46,81 +46,40 @@ pub fn teacher_policy(cfg: &Config, device: Device) -> Result<LmPolicy> {
     Ok(LmPolicy::new(teacher_model(cfg, device)?))
 }
 
-/// Where a model spec's weights come from.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ModelSource {
-    /// A trainer checkpoint: base model from its config, weights from its safetensors.
-    Checkpoint(PathBuf),
-    /// A model spec (folder, GGUF, hub id, `smollm2`).
-    Model(String),
-}
-
-/// Reads a spec as a checkpoint folder, a checkpoint's `model.safetensors`, a run folder (its
-/// newest checkpoint), or else a model spec.
-pub fn model_source(spec: &str) -> Result<ModelSource> {
-    let p = Path::new(spec);
-    if p.is_file() && p.file_name().is_some_and(|n| n == "model.safetensors") {
-        return Ok(ModelSource::Checkpoint(
-            p.parent().unwrap_or(Path::new(".")).to_path_buf(),
-        ));
-    }
-    if p.join("model.safetensors").is_file() && p.join("trainer.json").is_file() {
-        return Ok(ModelSource::Checkpoint(p.to_path_buf()));
-    }
-    if p.join("checkpoints").is_dir() {
-        let (_, dir) = wst_rl::checkpoint::latest(p)?
-            .with_context(|| format!("run {}: no checkpoint yet", p.display()))?;
-        return Ok(ModelSource::Checkpoint(dir));
-    }
-    Ok(ModelSource::Model(spec.to_string()))
+/// The config a checkpoint (or a run folder's newest checkpoint) was trained with, when `spec`
+/// names one: it holds the teacher settings (dtype, base model) the weights belong to.
+fn checkpoint_config(spec: &str) -> Result<Option<Config>> {
+    let Some(dir) = wst_models::checkpoint_dir(Path::new(spec))? else {
+        return Ok(None);
+    };
+    let saved = dir.join(wst_rl::CONFIG_FILE);
+    let cfg = Config::load(&saved, &[])
+        .with_context(|| format!("checkpoint {}: its config", dir.display()))?;
+    Ok(Some(cfg))
 }
 
 /// A local teacher: the config's (`spec` = `None`), another model, or trained weights from a
-/// checkpoint or run folder (the base model comes from the checkpoint's own config, else from
-/// `cfg`).
+/// checkpoint or run folder (loaded by [`LoadedModel::load`] on the base model its own config
+/// names, in its own `teacher.dtype`).
 pub fn teacher_from(cfg: &Config, spec: Option<&str>, device: Device) -> Result<LmPolicy> {
-    match spec.map(model_source).transpose()? {
-        None => teacher_policy(cfg, device),
-        Some(ModelSource::Model(spec)) => {
-            let mut c = cfg.clone();
-            c.teacher.model = spec;
-            teacher_policy(&c, device)
-        }
-        Some(ModelSource::Checkpoint(dir)) => {
-            // The checkpoint's own config names the base model it was trained from.
-            let saved = dir.join(wst_rl::CONFIG_FILE);
-            let base = match Config::load(&saved, &[]) {
-                Ok(c) => c,
-                Err(_) => cfg.clone(),
-            };
-            let mut policy = teacher_policy(&base, device)?;
-            policy.load_weights(&dir.join("model.safetensors"))?;
-            eprintln!("teacher weights from {}", dir.display());
-            Ok(policy)
-        }
-    }
+    let Some(spec) = spec else {
+        return teacher_policy(cfg, device);
+    };
+    let mut c = checkpoint_config(spec)?.unwrap_or_else(|| cfg.clone());
+    c.teacher.model = spec.to_string();
+    teacher_policy(&c, device)
 }
 
-/// Any model a command may name: a folder, a `.gguf` file, a hub id in the local cache,
-/// `smollm2`, a run folder (its newest checkpoint) or a checkpoint (base model from the
-/// checkpoint's `config.toml`, weights from its `model.safetensors`). `dtype` `Auto` keeps a
-/// checkpoint's own `teacher.dtype`.
+/// Any model a command may name: a folder, a `.gguf` file, a hub id, `smollm2`, a run folder
+/// (its newest checkpoint) or a checkpoint. `dtype` `Auto` keeps a checkpoint's own
+/// `teacher.dtype`.
 pub fn load_model(spec: &str, device: Device, dtype: DType) -> Result<LoadedModel> {
-    match model_source(spec)? {
-        ModelSource::Model(s) => LoadedModel::load(&s, device, dtype_kind(dtype, device))
-            .with_context(|| format!("loading model {s}")),
-        ModelSource::Checkpoint(dir) => {
-            let saved = dir.join(wst_rl::CONFIG_FILE);
-            let mut cfg = Config::load(&saved, &[])
-                .with_context(|| format!("checkpoint {}: its config", dir.display()))?;
-            if dtype != DType::Auto {
-                cfg.teacher.dtype = dtype;
-            }
-            let mut policy = teacher_policy(&cfg, device)?;
-            policy.load_weights(&dir.join("model.safetensors"))?;
-            Ok(policy.into_model())
-        }
-    }
+    let dtype = match (dtype, checkpoint_config(spec)?) {
+        (DType::Auto, Some(c)) => c.teacher.dtype,
+        (d, _) => d,
+    };
+    LoadedModel::load(spec, device, dtype_kind(dtype, device))
+        .with_context(|| format!("loading model {spec}"))
 }
 
 /// The student of `[student]`: a local model or an OpenAI-compatible endpoint.
