@@ -13,7 +13,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use wst_core::{Instruction, Query, SamplingParams, Student, StudentReply, StudentRequest};
 use wst_models::LoadedModel;
-use wst_rl::eval::InstructionWriter;
+use wst_rl::eval::{InstructionWriter, Written};
 
 use super::queue::Backend;
 use super::types::{Answer, ApiError, ChatRequest, Choice, WstInfo};
@@ -234,8 +234,12 @@ impl Backend for ProxyBackend {
             let qs: Vec<Query> = taught.iter().filter_map(|&i| queries[i].clone()).collect();
             match self.teacher.write(&qs) {
                 Ok(written) => {
-                    for (&i, m) in taught.iter().zip(written) {
-                        instructions[i] = m;
+                    for (&i, w) in taught.iter().zip(written) {
+                        match w {
+                            Written::Instruction(m) => instructions[i] = Some(m),
+                            Written::Nothing => {}
+                            Written::Failed(e) => out[i] = Err(server_error("the teacher", e)),
+                        }
                     }
                 }
                 Err(e) => {
