@@ -90,6 +90,16 @@ pub fn train(cfg: &Config, run_dir: &Path, resume: bool, progress: bool) -> Resu
         run_dir.display()
     );
     let policy = wiring::teacher_policy(cfg, device)?;
+    // A hub teacher is pinned to the commit it was loaded from: the run's config.toml records
+    // it, so a resume (or a rerun of that config) loads the same weights after `main` moves.
+    let mut cfg = cfg.clone();
+    if cfg.teacher.revision.is_none() && !cfg.teacher.model.contains('@') {
+        if let Some(commit) = wst_core::hub::cached_commit(&cfg.teacher.model) {
+            eprintln!("teacher `{}` at commit {commit}", cfg.teacher.model);
+            cfg.teacher.revision = Some(commit);
+        }
+    }
+    let cfg = &cfg;
     let reference = if cfg.grpo.beta > 0.0 {
         Some(wst_rl::LmPolicy::frozen(wiring::teacher_model(
             cfg, device,

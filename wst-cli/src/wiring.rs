@@ -37,8 +37,8 @@ pub fn templates(cfg: &Config) -> Result<PromptTemplates> {
 /// Loads the teacher model of `[teacher]`.
 pub fn teacher_model(cfg: &Config, device: Device) -> Result<LoadedModel> {
     let kind = dtype_kind(cfg.teacher.dtype, device);
-    LoadedModel::load(&cfg.teacher.model, device, kind)
-        .with_context(|| format!("teacher model `{}`", cfg.teacher.model))
+    let spec = cfg.teacher.model_spec();
+    LoadedModel::load(&spec, device, kind).with_context(|| format!("teacher model `{spec}`"))
 }
 
 /// The trainable teacher of `[teacher]`.
@@ -221,7 +221,7 @@ pub fn dry_run(cfg: &Config) -> Result<()> {
             })
             .map_err(anyhow::Error::from),
     });
-    checks.push(model_check("teacher", &cfg.teacher.model));
+    checks.push(model_check("teacher", &cfg.teacher.model_spec()));
     match cfg.student.kind {
         StudentKind::Local => checks.push(model_check("student", &cfg.student.model)),
         StudentKind::Openai => {

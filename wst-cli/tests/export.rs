@@ -373,3 +373,55 @@ fn hub_ids_download_into_an_empty_hf_home_then_work_offline() {
         "{err}"
     );
 }
+
+#[test]
+fn a_hub_teacher_is_pinned_to_its_commit_in_the_run_config_and_resumes_offline() {
+    let server = StandInHub::start().unwrap();
+    server
+        .add_dir(
+            RepoKind::Model,
+            "org/tiny-qwen2",
+            &shared().join("testvectors/tiny-qwen2"),
+        )
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = tiny_config(dir.path());
+    let home = tempfile::tempdir().unwrap();
+    let cmd = |offline: bool| {
+        let mut c = wst();
+        c.env("HF_HOME", home.path())
+            .env("HF_ENDPOINT", server.endpoint())
+            .env_remove("HF_HUB_CACHE")
+            .env_remove("HF_TOKEN")
+            .env_remove("HUGGINGFACE_HUB_CACHE");
+        if offline {
+            c.env("HF_HUB_OFFLINE", "1");
+        } else {
+            c.env_remove("HF_HUB_OFFLINE");
+        }
+        c
+    };
+    let out = cmd(false)
+        .args(["train", "--quiet", "--config"])
+        .arg(&cfg)
+        .args(["--set", "teacher.model=org/tiny-qwen2"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out).1);
+    let commit =
+        std::fs::read_to_string(home.path().join("hub/models--org--tiny-qwen2/refs/main")).unwrap();
+    let run = dir.path().join("runs/tiny");
+    let saved = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    assert!(
+        saved.contains(&format!("revision = \"{}\"", commit.trim())),
+        "{saved}"
+    );
+    // The pinned commit resolves from the cache alone.
+    let out = cmd(true)
+        .args(["train", "--quiet", "--resume"])
+        .arg(&run)
+        .args(["--set", "run.steps=3"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out).1);
+}

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::hub::{RepoId, RepoKind};
 use crate::InstructionRole;
 use crate::{
     Aggregation, Error, Result, RewardComponentConfig, RewardWeights, SamplingParams,
@@ -103,16 +104,38 @@ impl Default for RunConfig {
 pub struct TeacherConfig {
     /// Local path (HF folder or `.gguf`) or a hub model id.
     pub model: String,
+    /// The hub revision (branch, tag or commit) of a hub `model`; the same as `model@REVISION`.
+    /// `wst train` writes the commit it resolved into the run's `config.toml`, so a resume or a
+    /// rerun of that config loads the same weights.
+    pub revision: Option<String>,
     /// Weight and compute type.
     pub dtype: DType,
     /// Sampling of instructions; `max_new_tokens` caps the instruction length.
     pub sampling: SamplingParams,
 }
 
+impl TeacherConfig {
+    /// The model spec to load: `model@revision` for a hub id with `revision` set, else `model`.
+    pub fn model_spec(&self) -> String {
+        match (
+            &self.revision,
+            crate::hub::RepoId::parse(&self.model, RepoKind::Model),
+        ) {
+            (Some(rev), Some(id)) if !self.model.contains('@') => RepoId {
+                revision: rev.clone(),
+                ..id
+            }
+            .spec(),
+            _ => self.model.clone(),
+        }
+    }
+}
+
 impl Default for TeacherConfig {
     fn default() -> Self {
         TeacherConfig {
             model: String::new(),
+            revision: None,
             dtype: DType::Auto,
             sampling: SamplingParams {
                 temperature: 1.0,
@@ -559,6 +582,22 @@ impl Config {
 
         if self.teacher.model.trim().is_empty() {
             p.push("teacher.model must name a model (path, .gguf file or hub id)".into());
+        }
+        if let Some(rev) = &self.teacher.revision {
+            let named = RepoId::parse(&self.teacher.model, RepoKind::Model);
+            match named {
+                None => p.push(format!(
+                    "teacher.revision = \"{rev}\" but teacher.model `{}` is no hub id",
+                    self.teacher.model
+                )),
+                Some(id) if self.teacher.model.contains('@') && id.revision != *rev => {
+                    p.push(format!(
+                        "teacher.revision = \"{rev}\" but teacher.model names revision `{}`",
+                        id.revision
+                    ))
+                }
+                Some(_) => {}
+            }
         }
         p.extend(self.teacher.sampling.problems("teacher.sampling"));
         // The loss scores instructions under softmax(logits / temperature): a truncated
@@ -1019,5 +1058,31 @@ mod tests {
             "{}",
             error_chain(&e)
         );
+    }
+
+    #[test]
+    fn teacher_revision_pins_hub_ids_only() {
+        let mut c = Config::default();
+        c.teacher.model = "org/model".into();
+        assert_eq!(c.teacher.model_spec(), "org/model");
+        c.teacher.revision = Some("0123abcd".into());
+        assert_eq!(c.teacher.model_spec(), "org/model@0123abcd");
+        c.teacher.model = "org/model@v1".into();
+        assert_eq!(c.teacher.model_spec(), "org/model@v1");
+        let mut v = c.clone();
+        v.teacher.revision = Some("v1".into());
+        assert!(v
+            .problems()
+            .iter()
+            .all(|m| !m.starts_with("teacher.revision")));
+        assert!(
+            c.problems()
+                .iter()
+                .any(|m| m.contains("names revision `v1`")),
+            "{:?}",
+            c.problems()
+        );
+        c.teacher.model = "/no/such/local/model".into();
+        assert!(c.problems().iter().any(|m| m.contains("is no hub id")));
     }
 }

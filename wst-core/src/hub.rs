@@ -116,6 +116,14 @@ impl RepoId {
     }
 }
 
+/// The commit a cached hub model id resolves to (the name of its snapshot folder), for pinning
+/// a run to the weights it loaded. `None` for a local path or an id the cache lacks.
+pub fn cached_commit(spec: &str) -> Option<String> {
+    let id = RepoId::parse(spec, RepoKind::Model)?;
+    let snap = Hub::from_env().snapshot(&id.root())?;
+    Some(snap.file_name()?.to_string_lossy().into_owned())
+}
+
 /// True when `spec` is shaped like a hub id (`ORG/NAME`, optionally `/PATH` and `@REVISION`)
 /// and is no existing local path. The one rule for models and datasets.
 pub fn is_hub_id(spec: &str) -> bool {
