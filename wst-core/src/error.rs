@@ -50,7 +50,7 @@ pub enum Error {
 
     /// Reward components and weights do not fit together.
     #[error("reward combination: {0}")]
-    Weights(String),
+    RewardCombination(String),
 
     /// A trait implementation reported an error of its own.
     #[error("{context}")]

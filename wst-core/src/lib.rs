@@ -16,6 +16,8 @@ mod config;
 mod error;
 mod gsm8k;
 pub mod hub;
+pub mod layout;
+pub use layout::RunLayout;
 mod leak;
 mod query;
 mod reward;

@@ -108,7 +108,7 @@ impl RewardWeights {
         if problems.is_empty() {
             Ok(w)
         } else {
-            Err(Error::Weights(problems.join("; ")))
+            Err(Error::RewardCombination(problems.join("; ")))
         }
     }
 
@@ -123,7 +123,7 @@ impl RewardWeights {
         if problems.is_empty() {
             Ok(w)
         } else {
-            Err(Error::Weights(problems.join("; ")))
+            Err(Error::RewardCombination(problems.join("; ")))
         }
     }
 
@@ -175,7 +175,7 @@ impl RewardWeights {
         let mut total = 0.0;
         for (name, w) in &self.0 {
             let v = components.get(name).ok_or_else(|| {
-                Error::Weights(format!(
+                Error::RewardCombination(format!(
                     "component `{name}` has a weight but the reward returned only [{}]",
                     components.names().collect::<Vec<_>>().join(", ")
                 ))
@@ -196,7 +196,7 @@ impl RewardWeights {
         if missing.is_empty() {
             Ok(())
         } else {
-            Err(Error::Weights(format!(
+            Err(Error::RewardCombination(format!(
                 "weights name [{}] but the reward produces only [{}]",
                 missing.join(", "),
                 names.join(", ")
@@ -230,7 +230,7 @@ impl<R: Reward> WeightedReward<R> {
     ) -> Result<Vec<(RewardComponents, f64)>> {
         let comps = self.inner.score(inputs)?;
         if comps.len() != inputs.len() {
-            return Err(Error::Weights(format!(
+            return Err(Error::RewardCombination(format!(
                 "reward returned {} results for {} inputs",
                 comps.len(),
                 inputs.len()

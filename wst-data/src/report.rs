@@ -11,8 +11,7 @@ use polars::prelude::*;
 use crate::error::{DataError, Result};
 use crate::rollouts::scan_rollouts;
 
-/// The trainer's per-step metrics file in a run directory.
-pub const METRICS_FILE: &str = "metrics.jsonl";
+pub use wst_core::layout::METRICS_FILE;
 
 /// Metrics shown in the text table when the run has them, in this order.
 const SHOWN_METRICS: [&str; 6] = [

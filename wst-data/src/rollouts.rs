@@ -211,7 +211,7 @@ fn parse_step_file(name: &str) -> Option<u64> {
 
 /// The rollout folder of a run directory.
 pub fn rollouts_dir(run_dir: &Path) -> PathBuf {
-    run_dir.join("rollouts")
+    run_dir.join(wst_core::layout::ROLLOUTS_DIR)
 }
 
 /// The step files of a run, sorted by step.

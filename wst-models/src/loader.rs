@@ -284,16 +284,15 @@ pub fn check_vocab(model: &str, tokenizer: &Tokenizer, config: &DecoderConfig) -
 }
 
 /// The weights file of a trainer checkpoint folder.
-pub const CHECKPOINT_WEIGHTS: &str = "model.safetensors";
+pub const CHECKPOINT_WEIGHTS: &str = wst_core::layout::MODEL_FILE;
 /// The config a checkpoint (and a run folder) was trained with.
-pub const CHECKPOINT_CONFIG: &str = "config.toml";
+pub const CHECKPOINT_CONFIG: &str = wst_core::layout::CONFIG_FILE;
 
 /// The checkpoint a path names, if it names one: a run folder (its newest
 /// `checkpoints/step-*`), a checkpoint folder (`model.safetensors` with `trainer.json`), or
 /// a checkpoint's `model.safetensors`. `Ok(None)` for any other path.
 pub fn checkpoint_dir(path: &Path) -> Result<Option<PathBuf>> {
-    let is_ckpt =
-        |d: &Path| d.join(CHECKPOINT_WEIGHTS).is_file() && d.join("trainer.json").is_file();
+    let is_ckpt = wst_core::RunLayout::is_checkpoint;
     if path.is_file() && path.file_name().is_some_and(|n| n == CHECKPOINT_WEIGHTS) {
         let dir = path.parent().unwrap_or(Path::new("."));
         return Ok(is_ckpt(dir).then(|| dir.to_path_buf()));
@@ -301,7 +300,7 @@ pub fn checkpoint_dir(path: &Path) -> Result<Option<PathBuf>> {
     if is_ckpt(path) {
         return Ok(Some(path.to_path_buf()));
     }
-    let root = path.join("checkpoints");
+    let root = wst_core::RunLayout::new(path).checkpoints();
     if !root.is_dir() {
         return Ok(None);
     }

@@ -88,7 +88,7 @@ impl CompositeReward {
         for p in &parts {
             for n in p.component_names() {
                 if names.contains(&n) {
-                    return Err(wst_core::Error::Weights(format!(
+                    return Err(wst_core::Error::RewardCombination(format!(
                         "two reward components are both named `{n}`"
                     )));
                 }
@@ -109,7 +109,7 @@ impl Reward for CompositeReward {
         for p in &mut self.parts {
             let got = p.score(inputs)?;
             if got.len() != inputs.len() {
-                return Err(wst_core::Error::Weights(format!(
+                return Err(wst_core::Error::RewardCombination(format!(
                     "reward component [{}] returned {} results for {} replies",
                     p.component_names().join(", "),
                     got.len(),
@@ -136,7 +136,7 @@ impl<R: Reward> Renamed<R> {
     pub fn new(inner: R, to: impl Into<String>) -> Result<Self> {
         let names = inner.component_names();
         let [from] = names.as_slice() else {
-            return Err(wst_core::Error::Weights(format!(
+            return Err(wst_core::Error::RewardCombination(format!(
                 "only a reward with one component can be renamed, this one has [{}]",
                 names.join(", ")
             )));

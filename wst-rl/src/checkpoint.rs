@@ -17,16 +17,9 @@ use wst_core::atomic::{self, TMP_PREFIX};
 
 use crate::{Error, Result};
 
-/// Folder of checkpoints inside a run directory.
-pub const CHECKPOINTS: &str = "checkpoints";
-/// Teacher weights inside a checkpoint.
-pub const MODEL_FILE: &str = "model.safetensors";
-/// Optimiser state inside a checkpoint.
-pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
-/// Trainer state inside a checkpoint.
-pub const STATE_FILE: &str = "trainer.json";
-/// Configuration inside a checkpoint.
-pub const CONFIG_FILE: &str = "config.toml";
+pub use wst_core::layout::{
+    CHECKPOINTS_DIR as CHECKPOINTS, CONFIG_FILE, MODEL_FILE, OPTIMIZER_FILE, STATE_FILE,
+};
 
 /// What the trainer needs, besides weights and optimiser, to continue exactly.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -51,7 +44,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 
 /// The folder of the checkpoint after `step` completed steps.
 pub fn step_dir(run_dir: &Path, step: u64) -> PathBuf {
-    run_dir.join(CHECKPOINTS).join(format!("step-{step:08}"))
+    wst_core::RunLayout::new(run_dir).checkpoint(step)
 }
 
 /// Saves a checkpoint: `fill` writes the files into a fresh temporary folder, which is then

@@ -110,12 +110,6 @@ impl TokenBatch {
         self.ids
             .narrow(1, self.prompt_len as i64, self.completion_len as i64)
     }
-
-    /// Position ids `[N, T]` that count only real tokens (0 at the first prompt token), for
-    /// left-padded rows; pads get 0.
-    pub fn position_ids(&self) -> Tensor {
-        (self.attention_mask.cumsum(1, Kind::Int64) - 1).clamp_min(0)
-    }
 }
 
 /// Log-probabilities `[N, completion_len]` of the completion tokens of `batch` from full-sequence

@@ -30,10 +30,7 @@ use crate::schedule::learning_rate;
 use crate::update::{self, MicroBatch, UpdateOptions, UpdateStats};
 use crate::{Error, Result};
 
-/// Name of the metrics file in the run directory.
-pub const METRICS_FILE: &str = "metrics.jsonl";
-/// Name of the resolved configuration in the run directory.
-pub const CONFIG_FILE: &str = "config.toml";
+pub use wst_core::layout::{CONFIG_FILE, METRICS_FILE};
 
 /// The components the trainer is wired with.
 pub struct Parts<'a> {
