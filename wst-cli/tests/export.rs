@@ -283,20 +283,7 @@ fn hub_ids_download_into_an_empty_hf_home_then_work_offline() {
         gsm,
     );
     let home = tempfile::tempdir().unwrap();
-    let cmd = |offline: bool| {
-        let mut c = wst();
-        c.env("HF_HOME", home.path())
-            .env("HF_ENDPOINT", server.endpoint())
-            .env_remove("HF_HUB_CACHE")
-            .env_remove("HF_TOKEN")
-            .env_remove("HUGGINGFACE_HUB_CACHE");
-        if offline {
-            c.env("HF_HUB_OFFLINE", "1");
-        } else {
-            c.env_remove("HF_HUB_OFFLINE");
-        }
-        c
-    };
+    let cmd = |offline: bool| hub_wst(home.path(), server.endpoint(), offline);
     let generate = |offline: bool| {
         let out = cmd(offline)
             .args([
@@ -387,20 +374,7 @@ fn a_hub_teacher_is_pinned_to_its_commit_in_the_run_config_and_resumes_offline()
     let dir = tempfile::tempdir().unwrap();
     let cfg = tiny_config(dir.path());
     let home = tempfile::tempdir().unwrap();
-    let cmd = |offline: bool| {
-        let mut c = wst();
-        c.env("HF_HOME", home.path())
-            .env("HF_ENDPOINT", server.endpoint())
-            .env_remove("HF_HUB_CACHE")
-            .env_remove("HF_TOKEN")
-            .env_remove("HUGGINGFACE_HUB_CACHE");
-        if offline {
-            c.env("HF_HUB_OFFLINE", "1");
-        } else {
-            c.env_remove("HF_HUB_OFFLINE");
-        }
-        c
-    };
+    let cmd = |offline: bool| hub_wst(home.path(), server.endpoint(), offline);
     let out = cmd(false)
         .args(["train", "--quiet", "--config"])
         .arg(&cfg)
@@ -424,4 +398,21 @@ fn a_hub_teacher_is_pinned_to_its_commit_in_the_run_config_and_resumes_offline()
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out).1);
+}
+
+/// `wst` with an empty-or-given `HF_HOME` and the stand-in hub as `HF_ENDPOINT` (no token, no
+/// other cache variable), offline or not.
+fn hub_wst(home: &Path, endpoint: &str, offline: bool) -> Command {
+    let mut c = wst();
+    c.env("HF_HOME", home)
+        .env("HF_ENDPOINT", endpoint)
+        .env_remove("HF_HUB_CACHE")
+        .env_remove("HF_TOKEN")
+        .env_remove("HUGGINGFACE_HUB_CACHE");
+    if offline {
+        c.env("HF_HUB_OFFLINE", "1");
+    } else {
+        c.env_remove("HF_HUB_OFFLINE");
+    }
+    c
 }
