@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use tch::Kind;
+use wst_core::layout::CHECKPOINTS_DIR;
 use wst_models::export::{export, ExportOptions};
 
 /// Arguments of `wst export`.
@@ -41,11 +42,11 @@ fn run_of(source: &Path) -> Option<PathBuf> {
     } else {
         source
     };
-    if p.join("checkpoints").is_dir() {
+    if p.join(CHECKPOINTS_DIR).is_dir() {
         return Some(p.to_path_buf());
     }
     p = p.parent()?;
-    (p.file_name()? == "checkpoints").then(|| p.parent().map(Path::to_path_buf))?
+    (p.file_name()? == CHECKPOINTS_DIR).then(|| p.parent().map(Path::to_path_buf))?
 }
 
 /// Runs `wst export`.

@@ -9,7 +9,7 @@ use serde_json::Value;
 use wst_core::hub::standin::StandInHub;
 use wst_core::hub::RepoKind;
 
-use crate::train::{repo, shared, text, tiny_config};
+use crate::train::{repo, shared, text, tiny_config, train_quiet};
 use crate::wst;
 
 /// A Python with transformers (the project venv).
@@ -81,11 +81,7 @@ fn export_of_a_tiny_trained_run_loads_in_transformers_with_the_same_greedy_token
     let dir = tempfile::tempdir().unwrap();
     let cfg = tiny_config(dir.path());
     let run = dir.path().join("runs/tiny");
-    let out = wst()
-        .args(["train", "--quiet", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
+    let out = train_quiet(&cfg);
     assert!(out.status.success(), "{}", text(&out).1);
 
     // Two steps of a random tiny model rarely move it (its replies all score 0, so every
@@ -267,14 +263,7 @@ print(json.dumps({"ids": ids, "chat": chat, "greedy": out[0, len(g["input_ids"])
 
 #[test]
 fn hub_ids_download_into_an_empty_hf_home_then_work_offline() {
-    let server = StandInHub::start().unwrap();
-    server
-        .add_dir(
-            RepoKind::Model,
-            "org/tiny-qwen2",
-            &shared().join("testvectors/tiny-qwen2"),
-        )
-        .unwrap();
+    let server = hub_with_tiny_qwen2();
     let gsm = std::fs::read(shared().join("data/gsm8k/test.parquet")).unwrap();
     server.add_file(
         RepoKind::Dataset,
@@ -363,14 +352,7 @@ fn hub_ids_download_into_an_empty_hf_home_then_work_offline() {
 
 #[test]
 fn a_hub_teacher_is_pinned_to_its_commit_in_the_run_config_and_resumes_offline() {
-    let server = StandInHub::start().unwrap();
-    server
-        .add_dir(
-            RepoKind::Model,
-            "org/tiny-qwen2",
-            &shared().join("testvectors/tiny-qwen2"),
-        )
-        .unwrap();
+    let server = hub_with_tiny_qwen2();
     let dir = tempfile::tempdir().unwrap();
     let cfg = tiny_config(dir.path());
     let home = tempfile::tempdir().unwrap();
@@ -415,4 +397,17 @@ fn hub_wst(home: &Path, endpoint: &str, offline: bool) -> Command {
         c.env_remove("HF_HUB_OFFLINE");
     }
     c
+}
+
+/// A stand-in hub serving the tiny Qwen2 test model as `org/tiny-qwen2`.
+fn hub_with_tiny_qwen2() -> StandInHub {
+    let server = StandInHub::start().unwrap();
+    server
+        .add_dir(
+            RepoKind::Model,
+            "org/tiny-qwen2",
+            &shared().join("testvectors/tiny-qwen2"),
+        )
+        .unwrap();
+    server
 }

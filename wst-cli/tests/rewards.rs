@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::train::tiny_config;
+use crate::train::{tiny_config, train_quiet};
 use crate::wst;
 
 fn text(out: &std::process::Output) -> (String, String) {
@@ -66,11 +66,7 @@ fn a_python_reward_scores_every_reply_of_a_tiny_run() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out).1);
-    let out = wst()
-        .args(["train", "--quiet", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
+    let out = train_quiet(&cfg);
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}\n{stderr}");
 
@@ -138,11 +134,7 @@ fn a_reward_program_that_crashes_or_prints_garbage_stops_the_run() {
         let dir = tempfile::tempdir().unwrap();
         let script = format!("import json, sys\nn = 0\nfor line in sys.stdin:\n{body}");
         let cfg = with_command_reward(dir.path(), &script);
-        let out = wst()
-            .args(["train", "--quiet", "--config"])
-            .arg(&cfg)
-            .output()
-            .unwrap();
+        let out = train_quiet(&cfg);
         let (stdout, stderr) = text(&out);
         assert!(!out.status.success(), "{stdout}\n{stderr}");
         for w in wants {

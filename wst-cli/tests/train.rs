@@ -103,6 +103,15 @@ fn gsm8k_paper_config_dry_run_stops_at_the_first_model_and_network_access() {
 }
 
 /// A config training the tiny random Qwen2 of the test vectors against itself on arithmetic.
+/// `wst train --quiet --config CFG`, run to its end.
+pub(crate) fn train_quiet(cfg: &Path) -> std::process::Output {
+    wst()
+        .args(["train", "--quiet", "--config"])
+        .arg(cfg)
+        .output()
+        .unwrap()
+}
+
 pub(crate) fn tiny_config(dir: &Path) -> PathBuf {
     let model = shared().join("testvectors/tiny-qwen2");
     let text = format!(
@@ -166,11 +175,7 @@ fn tiny_run_trains_resumes_reports_and_evaluates_reproducibly() {
     let cfg = tiny_config(dir.path());
     let run = dir.path().join("runs/tiny");
 
-    let out = wst()
-        .args(["train", "--quiet", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
+    let out = train_quiet(&cfg);
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}\n{stderr}");
     assert!(stdout.contains("checkpoint:"), "{stdout}");
@@ -189,11 +194,7 @@ fn tiny_run_trains_resumes_reports_and_evaluates_reproducibly() {
         .is_file());
 
     // A fresh `train` into the same run refuses; `--resume` extends it.
-    let out = wst()
-        .args(["train", "--quiet", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
+    let out = train_quiet(&cfg);
     assert!(!out.status.success());
     assert!(text(&out).1.contains("resume"), "{}", text(&out).1);
     let out = wst()

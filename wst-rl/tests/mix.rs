@@ -5,7 +5,7 @@ use wst_core::{
     Aggregation, ComponentKind, MemoryBaselines, Normalize, PromptSource, Result, Reward,
     RewardComponentConfig, RewardComponents, RewardInput,
 };
-use wst_rl::collect::Collector;
+use wst_rl::collect::{Collected, Collector};
 
 use crate::support::{config, policy, source, MockStudent};
 
@@ -52,19 +52,10 @@ fn mixed_config(agg: Aggregation, norm: Normalize) -> wst_core::Config {
     c
 }
 
-fn mean(xs: &[f64]) -> f64 {
-    xs.iter().sum::<f64>() / xs.len() as f64
-}
-
-fn std(xs: &[f64]) -> f64 {
-    let m = mean(xs);
-    (xs.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (xs.len() - 1) as f64).sqrt()
-}
-
-#[test]
-fn normalize_then_sum_z_scores_each_component_within_its_group() {
-    let cfg = mixed_config(Aggregation::NormalizeThenSum, Normalize::None);
-    let collector = Collector::from_config(&cfg).unwrap();
+/// One collection step of `cfg` with the two-part reward and a mock student (the collector
+/// holds the running statistics it updated).
+fn collect_one_step(cfg: &wst_core::Config) -> (Collector, Collected) {
+    let collector = Collector::from_config(cfg).unwrap();
     let mut src = source(5);
     let queries = src.next_batch(cfg.grpo.batch_size).unwrap();
     let col = collector
@@ -78,6 +69,22 @@ fn normalize_then_sum_z_scores_each_component_within_its_group() {
             &queries,
         )
         .unwrap();
+    (collector, col)
+}
+
+fn mean(xs: &[f64]) -> f64 {
+    xs.iter().sum::<f64>() / xs.len() as f64
+}
+
+fn std(xs: &[f64]) -> f64 {
+    let m = mean(xs);
+    (xs.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (xs.len() - 1) as f64).sqrt()
+}
+
+#[test]
+fn normalize_then_sum_z_scores_each_component_within_its_group() {
+    let cfg = mixed_config(Aggregation::NormalizeThenSum, Normalize::None);
+    let (_, col) = collect_one_step(&cfg);
     let g = cfg.grpo.group_size;
     for (qi, group) in col.records.chunks(g).enumerate() {
         // The rollouts are raw.
@@ -131,20 +138,7 @@ fn normalize_then_sum_z_scores_each_component_within_its_group() {
 #[test]
 fn running_normalisation_changes_only_the_trained_values() {
     let cfg = mixed_config(Aggregation::SumThenNormalize, Normalize::Running);
-    let collector = Collector::from_config(&cfg).unwrap();
-    let mut src = source(5);
-    let queries = src.next_batch(cfg.grpo.batch_size).unwrap();
-    let col = collector
-        .collect(
-            0,
-            &mut policy(5),
-            &mut MockStudent::default(),
-            &mut TwoParts,
-            &mut MemoryBaselines::default(),
-            "sums",
-            &queries,
-        )
-        .unwrap();
+    let (collector, col) = collect_one_step(&cfg);
     // After one step the running statistics are those of this step's `brief` scores.
     let all: Vec<f64> = col
         .records
