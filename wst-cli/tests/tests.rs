@@ -74,6 +74,40 @@ fn config_reports_every_problem_and_applies_overrides() {
 }
 
 #[test]
+fn config_accepts_the_six_loss_types_and_names_the_choices() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(
+        &path,
+        "[teacher]\nmodel = \"t\"\n[student]\nmodel = \"s\"\n",
+    )
+    .unwrap();
+    for lt in wst_core::LossType::ALL {
+        let set = format!("grpo.loss_type={lt}");
+        let out = wst()
+            .args(["config", "--config"])
+            .arg(&path)
+            .args(["--set", &set, "--set", "grpo.epsilon_high=5.0"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{set}: {err}");
+        let text = String::from_utf8(out.stdout).unwrap();
+        let resolved = wst_core::Config::from_toml_str(&text, "stdout").unwrap();
+        assert_eq!(resolved.grpo.loss_type, lt, "{text}");
+    }
+    let out = wst()
+        .args(["config", "--config"])
+        .arg(&path)
+        .args(["--set", "grpo.loss_type=ppo"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("ppo") && err.contains("cispo"), "{err}");
+}
+
+#[test]
 fn info_reports_libtorch() {
     let out = wst().arg("info").output().unwrap();
     assert!(

@@ -646,11 +646,6 @@ impl DecoderLm {
         targets: &Tensor,
         temperature: f64,
     ) -> Result<Tensor> {
-        if temperature <= 0.0 || !temperature.is_finite() {
-            return Err(Error::Invalid(format!(
-                "log-probs at temperature {temperature} (must be > 0)"
-            )));
-        }
         let hs = hidden.size();
         if hs.len() != 3 || targets.size() != hs[..2] || targets.kind() != Kind::Int64 {
             return Err(Error::Invalid(format!(
@@ -660,17 +655,35 @@ impl DecoderLm {
                 targets.size()
             )));
         }
-        let logits = hidden
-            .linear(&self.lm_head, None::<&Tensor>)
-            .to_kind(Kind::Float);
-        let logits = if temperature != 1.0 {
-            logits / temperature
-        } else {
-            logits
-        };
+        let logits = self.head_logits_at(hidden, temperature)?;
         let picked = logits
             .gather(2, &targets.to_device(self.device()).unsqueeze(-1), false)
             .squeeze_dim(-1);
         Ok(picked - logits.logsumexp([-1], false))
+    }
+
+    /// `head(hidden) / temperature` as f32 `[B, N, V]`, differentiable: the logits of the
+    /// distribution [`crate::sample`] draws from at that temperature, at `N` positions of
+    /// `hidden` `[B, N, H]` (final-normed).
+    pub fn head_logits_at(&self, hidden: &Tensor, temperature: f64) -> Result<Tensor> {
+        if temperature <= 0.0 || !temperature.is_finite() {
+            return Err(Error::Invalid(format!(
+                "log-probs at temperature {temperature} (must be > 0)"
+            )));
+        }
+        let hs = hidden.size();
+        if hs.len() != 3 {
+            return Err(Error::Invalid(format!(
+                "the output head needs hidden [B, N, H], got {hs:?}"
+            )));
+        }
+        let logits = hidden
+            .linear(&self.lm_head, None::<&Tensor>)
+            .to_kind(Kind::Float);
+        Ok(if temperature != 1.0 {
+            logits / temperature
+        } else {
+            logits
+        })
     }
 }

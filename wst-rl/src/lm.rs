@@ -161,6 +161,10 @@ impl Policy for LmPolicy {
         decoder_features(&self.model.model, batch)
     }
 
+    fn head_logits(&self, features: &Tensor, temperature: f64) -> Result<Tensor> {
+        Ok(self.model.model.head_logits_at(features, temperature)?)
+    }
+
     fn head_logprobs(
         &self,
         features: &Tensor,

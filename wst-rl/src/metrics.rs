@@ -37,10 +37,21 @@ pub struct StepMetrics {
     pub clip_frac: f64,
     /// Mean importance ratio per token.
     pub ratio_mean: f64,
-    /// Loss (mean over the `num_iterations` updates).
+    /// Loss (mean over the optimiser steps).
     pub loss: f64,
     /// Global gradient norm before clipping (last update of the step).
     pub grad_norm: f64,
+    /// Mean entropy per instruction token of the teacher's sampling distribution (over the
+    /// tokens the update scored).
+    #[serde(default)]
+    pub entropy: f64,
+    /// Optimiser steps taken in this step (`num_iterations` x `steps_per_generation`, less the
+    /// mini-batches with nothing to learn from).
+    #[serde(default)]
+    pub optimizer_steps: usize,
+    /// Instruction tokens the update scored, over all its optimiser steps.
+    #[serde(default)]
+    pub update_tokens: f64,
     /// Mean instruction length in teacher tokens.
     pub instruction_tokens: f64,
     /// Share of instructions cut at the length cap.

@@ -131,7 +131,7 @@ pub const HEAD_CHUNK: i64 = 64;
 ///
 /// Sampling is seeded: the same prompts, parameters and seed give the same samples, which makes
 /// runs and resumes reproducible. A policy is a body ([`Policy::completion_features`]) and an
-/// output head ([`Policy::head_logprobs`]), both differentiable with respect to the trainable
+/// output head ([`Policy::head_logits`]), both differentiable with respect to the trainable
 /// variables of [`Policy::vars`]: the update backpropagates the head one chunk of positions at a
 /// time (`crate::update`). Log-probabilities are those of `softmax(logits / temperature)`, the
 /// distribution instructions are sampled from (top-p and top-k are refused for the teacher by
@@ -170,15 +170,22 @@ pub trait Policy {
     /// tokens (columns `prompt_len - 1 ..` of the batch), with gradients when enabled.
     fn completion_features(&self, batch: &TokenBatch) -> Result<Tensor>;
 
-    /// `log softmax(head(features) / temperature)[targets]`: `features` `[N, n, H]` (a slice of
-    /// [`Policy::completion_features`]), `targets` `[N, n]` Int64; returns `[N, n]` f32,
-    /// differentiable with respect to the features and the head's weights.
+    /// `head(features) / temperature`: `features` `[N, n, H]` (a slice of
+    /// [`Policy::completion_features`]); returns f32 logits `[N, n, V]`, differentiable with
+    /// respect to the features and the head's weights.
+    fn head_logits(&self, features: &Tensor, temperature: f64) -> Result<Tensor>;
+
+    /// `log softmax(head(features) / temperature)[targets]`: `features` `[N, n, H]`, `targets`
+    /// `[N, n]` Int64; returns `[N, n]` f32, differentiable like [`Policy::head_logits`].
     fn head_logprobs(
         &self,
         features: &Tensor,
         targets: &Tensor,
         temperature: f64,
-    ) -> Result<Tensor>;
+    ) -> Result<Tensor> {
+        let logits = self.head_logits(features, temperature)?;
+        Ok(target_logprobs(&logits, targets))
+    }
 
     /// Log-probabilities `[N, completion_len]` of the completion tokens at temperature 1 (with
     /// gradients when enabled).
@@ -195,6 +202,24 @@ pub trait Policy {
             self.head_logprobs(f, t, temperature)
         })
     }
+}
+
+/// `log softmax(logits)[targets]`: `logits` `[N, n, V]` f32, `targets` `[N, n]`; `[N, n]`.
+pub fn target_logprobs(logits: &Tensor, targets: &Tensor) -> Tensor {
+    let picked = logits
+        .gather(2, &targets.to_device(logits.device()).unsqueeze(-1), false)
+        .squeeze_dim(-1);
+    picked - logits.logsumexp([-1], false)
+}
+
+/// The entropy `[N, n]` of `softmax(logits)` at each position (`logits` `[N, n, V]` f32),
+/// detached.
+pub fn entropy(logits: &Tensor) -> Tensor {
+    tch::no_grad(|| {
+        let lse = logits.logsumexp([-1], false);
+        let p = logits.softmax(-1, Kind::Float);
+        lse - (p * logits).sum_dim_intlist(-1, false, Kind::Float)
+    })
 }
 
 /// `head` over `features` `[N, C, H]` and `targets` `[N, C]`, [`HEAD_CHUNK`] positions at a
@@ -251,6 +276,9 @@ macro_rules! forward_policy {
             }
             fn completion_features(&self, batch: &TokenBatch) -> Result<Tensor> {
                 (**self).completion_features(batch)
+            }
+            fn head_logits(&self, features: &Tensor, temperature: f64) -> Result<Tensor> {
+                (**self).head_logits(features, temperature)
             }
             fn head_logprobs(
                 &self,

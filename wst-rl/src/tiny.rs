@@ -320,16 +320,8 @@ impl Policy for TinyPolicy {
         ))
     }
 
-    fn head_logprobs(
-        &self,
-        features: &Tensor,
-        targets: &Tensor,
-        temperature: f64,
-    ) -> Result<Tensor> {
-        Ok((self.head(features) / temperature)
-            .log_softmax(-1, Kind::Float)
-            .gather(2, &targets.unsqueeze(-1), false)
-            .squeeze_dim(-1))
+    fn head_logits(&self, features: &Tensor, temperature: f64) -> Result<Tensor> {
+        Ok(self.head(features).to_kind(Kind::Float) / temperature)
     }
 }
 

@@ -27,7 +27,7 @@ use crate::loss::{LossDenom, LossParams};
 use crate::metrics::{self, StepMetrics};
 use crate::policy::{Policy, TokenBatch, HEAD_CHUNK};
 use crate::schedule::learning_rate;
-use crate::update::{self, MicroBatch, UpdateOptions, UpdateStats};
+use crate::update::{self, MicroBatch, MiniBatch, UpdateOptions, UpdateStats};
 use crate::{Error, Result};
 
 pub use wst_core::layout::{CONFIG_FILE, METRICS_FILE};
@@ -413,6 +413,9 @@ impl<'a> Trainer<'a> {
             ratio_mean: upd.ratio_mean,
             loss: upd.loss,
             grad_norm: upd.grad_norm,
+            entropy: upd.entropy,
+            optimizer_steps: upd.steps,
+            update_tokens: upd.tokens,
             instruction_tokens: col
                 .records
                 .iter()
@@ -451,72 +454,96 @@ impl<'a> Trainer<'a> {
         let device = policy.device();
         let pad = policy.pad_id();
         let temperature = self.temperature();
-        // Every sample counts in the denominators; samples that cannot move the loss (zero
-        // advantage, no KL term) are skipped in the forward passes.
-        let mut rows: Vec<(usize, usize)> = Vec::new();
-        let mut total_tokens = 0usize;
-        let mut sequences = 0usize;
-        for (qi, group) in col.samples.iter().enumerate() {
-            for (gi, s) in group.iter().enumerate() {
-                sequences += 1;
-                total_tokens += s.tokens.len();
-                if !s.tokens.is_empty() && (adv[qi][gi] != 0.0 || self.loss.beta > 0.0) {
-                    rows.push((qi, gi));
-                }
+        let mut samples: Vec<(usize, usize)> = col
+            .samples
+            .iter()
+            .enumerate()
+            .flat_map(|(q, group)| (0..group.len()).map(move |i| (q, i)))
+            .collect();
+        let steps = g.steps_per_generation.max(1);
+        if steps > 1 {
+            // Mini-batches of mixed queries (as TRL shuffles a generation batch), the same on
+            // every run and resume of this step.
+            let mut state = self.config.run.seed ^ self.step.wrapping_mul(0xA24B_AED4_963E_E407);
+            for i in (1..samples.len()).rev() {
+                let j = (wst_core::splitmix64(&mut state) % (i as u64 + 1)) as usize;
+                samples.swap(i, j);
             }
-        }
-        let denom = LossDenom {
-            sequences: sequences as f64,
-            tokens: total_tokens as f64,
-            max_len: self.config.teacher.sampling.max_new_tokens as f64,
-        };
-        if rows.is_empty() {
-            return Ok(UpdateStats::default());
         }
         let reference = match (&self.parts.reference, self.loss.beta > 0.0) {
             (Some(r), true) => Some(r.as_ref()),
             _ => None,
         };
-        let micro: Vec<MicroBatch> = rows
-            .chunks(g.micro_batch_size)
-            .map(|chunk| {
-                let pairs: Vec<(&[i64], &[i64])> = chunk
-                    .iter()
-                    .map(|&(q, i)| {
-                        (
-                            col.prompts[q].as_slice(),
-                            col.samples[q][i].tokens.as_slice(),
-                        )
+        let per_mini = samples.len().div_ceil(steps).max(1);
+        let mut minis = Vec::with_capacity(steps);
+        for part in samples.chunks(per_mini) {
+            // Every sample counts in the denominators (a masked truncated one with no tokens);
+            // samples that cannot move the loss (zero advantage, no KL term) are skipped in the
+            // forward passes.
+            let mut rows: Vec<(usize, usize)> = Vec::new();
+            let mut tokens = 0usize;
+            for &(q, i) in part {
+                let s = &col.samples[q][i];
+                if g.mask_truncated_completions && s.truncated {
+                    continue;
+                }
+                tokens += s.tokens.len();
+                if !s.tokens.is_empty() && (adv[q][i] != 0.0 || self.loss.beta > 0.0) {
+                    rows.push((q, i));
+                }
+            }
+            let micro: Vec<MicroBatch> = rows
+                .chunks(g.micro_batch_size)
+                .map(|chunk| {
+                    let pairs: Vec<(&[i64], &[i64])> = chunk
+                        .iter()
+                        .map(|&(q, i)| {
+                            (
+                                col.prompts[q].as_slice(),
+                                col.samples[q][i].tokens.as_slice(),
+                            )
+                        })
+                        .collect();
+                    let a: Vec<f32> = chunk.iter().map(|&(q, i)| adv[q][i] as f32).collect();
+                    let batch = TokenBatch::new(&pairs, pad, device)?;
+                    let ref_logprobs = reference
+                        .map(|r| tch::no_grad(|| r.token_logprobs_at(&batch, temperature)))
+                        .transpose()?;
+                    // Scored before any step of this update: the policy that sampled.
+                    let old_logprobs = g
+                        .off_policy()
+                        .then(|| tch::no_grad(|| policy.token_logprobs_at(&batch, temperature)))
+                        .transpose()?;
+                    Ok(MicroBatch {
+                        batch,
+                        advantages: Tensor::from_slice(&a).to_device(device),
+                        old_logprobs,
+                        ref_logprobs,
                     })
-                    .collect();
-                let a: Vec<f32> = chunk.iter().map(|&(q, i)| adv[q][i] as f32).collect();
-                let batch = TokenBatch::new(&pairs, pad, device)?;
-                let ref_logprobs = reference
-                    .map(|r| tch::no_grad(|| r.token_logprobs_at(&batch, temperature)))
-                    .transpose()?;
-                let old_logprobs = (g.num_iterations > 1)
-                    .then(|| tch::no_grad(|| policy.token_logprobs_at(&batch, temperature)))
-                    .transpose()?;
-                Ok(MicroBatch {
-                    batch,
-                    advantages: Tensor::from_slice(&a).to_device(device),
-                    old_logprobs,
-                    ref_logprobs,
                 })
-            })
-            .collect::<Result<_>>()?;
+                .collect::<Result<_>>()?;
+            minis.push(MiniBatch {
+                denom: LossDenom {
+                    sequences: part.len() as f64,
+                    tokens: tokens as f64,
+                    max_len: self.config.teacher.sampling.max_new_tokens as f64,
+                    micro_batches: micro.len() as f64,
+                },
+                micro,
+            });
+        }
         let opts = UpdateOptions {
             loss: self.loss,
-            denom,
             temperature,
             head_chunk: HEAD_CHUNK,
             one_pass_head: false,
             max_grad_norm: g.max_grad_norm,
+            top_entropy_quantile: g.top_entropy_quantile,
         };
         update::update(
             policy,
             &mut self.optimizer,
-            &micro,
+            &minis,
             &opts,
             lr,
             g.num_iterations,

@@ -4,21 +4,26 @@
 //! For each micro-batch the body runs once with gradients up to its features `f` at the
 //! completion positions; the output head then runs on a detached copy of `f`, one chunk of
 //! positions at a time: each chunk's f32 logits give its tokens' log-probabilities (at the
-//! sampling temperature), its share of the GRPO loss ([`crate::loss::grpo_terms`]) is
+//! sampling temperature) and entropies, its share of the loss ([`crate::loss::grpo_terms`]) is
 //! backpropagated into the head's weights and the copy's gradient, and the logits are freed.
 //! Finally `f` is backpropagated with the gathered gradient. So only one `[micro, chunk, vocab]`
 //! block is alive at a time, where one autograd graph over all positions keeps every chunk's
-//! logits until its backward. The loss and its statistics are summed on the device and read
-//! back once per update, after the optimiser step (clipping and AdamW in f32, see
-//! [`crate::adamw`]).
+//! logits until its backward. What a chunk cannot know alone (GSPO's sequence ratio off-policy,
+//! the entropy quantile of `top_entropy_quantile`) comes from a first pass of the head without
+//! gradients. The loss and its statistics are summed on the device and read back once per
+//! update, after the optimiser steps (clipping and AdamW in f32, see [`crate::adamw`]).
 
 use tch::{nn, Kind, Tensor};
+use wst_core::LossType;
 use wst_models::DecoderLm;
 
 use crate::adamw::{zero_grad, AdamW};
 use crate::lm::decoder_features;
-use crate::loss::{grpo_terms, token_weights, LossDenom, LossParams};
-use crate::policy::{head_in_chunks, Policy, TokenBatch};
+use crate::loss::{
+    grpo_terms, high_entropy_mask, sequence_log_ratio, token_weights, LossDenom, LossInputs,
+    LossParams,
+};
+use crate::policy::{entropy, target_logprobs, Policy, TokenBatch};
 use crate::Result;
 
 /// The differentiable half of a policy, all the update needs: a body, an output head and the
@@ -29,10 +34,8 @@ pub trait Scorer {
     fn variables(&self) -> &nn::VarStore;
     /// See [`Policy::completion_features`].
     fn features(&self, batch: &TokenBatch) -> Result<Tensor>;
-    /// See [`Policy::head_logprobs`].
-    fn head(&self, features: &Tensor, targets: &Tensor, temperature: f64) -> Result<Tensor>;
-    /// See [`Policy::token_logprobs_at`].
-    fn logprobs(&self, batch: &TokenBatch, temperature: f64) -> Result<Tensor>;
+    /// See [`Policy::head_logits`].
+    fn head_logits(&self, features: &Tensor, temperature: f64) -> Result<Tensor>;
 }
 
 impl<P: Policy + ?Sized> Scorer for P {
@@ -42,11 +45,8 @@ impl<P: Policy + ?Sized> Scorer for P {
     fn features(&self, batch: &TokenBatch) -> Result<Tensor> {
         self.completion_features(batch)
     }
-    fn head(&self, features: &Tensor, targets: &Tensor, temperature: f64) -> Result<Tensor> {
-        self.head_logprobs(features, targets, temperature)
-    }
-    fn logprobs(&self, batch: &TokenBatch, temperature: f64) -> Result<Tensor> {
-        self.token_logprobs_at(batch, temperature)
+    fn head_logits(&self, features: &Tensor, temperature: f64) -> Result<Tensor> {
+        Policy::head_logits(self, features, temperature)
     }
 }
 
@@ -64,14 +64,8 @@ impl Scorer for DecoderScorer<'_> {
     fn features(&self, batch: &TokenBatch) -> Result<Tensor> {
         decoder_features(self.0, batch)
     }
-    fn head(&self, features: &Tensor, targets: &Tensor, temperature: f64) -> Result<Tensor> {
-        Ok(self.0.head_logprobs_at(features, targets, temperature)?)
-    }
-    fn logprobs(&self, batch: &TokenBatch, temperature: f64) -> Result<Tensor> {
-        let f = self.features(batch)?;
-        head_in_chunks(&f, &batch.completion_ids(), |f, t| {
-            self.head(f, t, temperature)
-        })
+    fn head_logits(&self, features: &Tensor, temperature: f64) -> Result<Tensor> {
+        Ok(self.0.head_logits_at(features, temperature)?)
     }
 }
 
@@ -82,20 +76,27 @@ pub struct MicroBatch {
     pub batch: TokenBatch,
     /// `[N]` advantages (f32, on the device).
     pub advantages: Tensor,
-    /// `[N, C]` log-probabilities of the policy that sampled (for `num_iterations > 1`); `None`:
-    /// the current policy's, detached (ratio 1).
+    /// `[N, C]` log-probabilities of the policy that sampled (rollouts reused or split over
+    /// several steps); `None`: the current policy's, detached (ratio 1).
     pub old_logprobs: Option<Tensor>,
     /// `[N, C]` log-probabilities of the frozen reference (the KL term), if any.
     pub ref_logprobs: Option<Tensor>,
 }
 
+/// The micro-batches of one optimiser step and the denominators of their loss.
+#[derive(Debug)]
+pub struct MiniBatch {
+    /// Gradient accumulation runs over these.
+    pub micro: Vec<MicroBatch>,
+    /// Whole-mini-batch denominators.
+    pub denom: LossDenom,
+}
+
 /// How to compute the update.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct UpdateOptions {
-    /// Clip ranges, KL weight, aggregation.
+    /// Clip ranges, KL weight, loss type.
     pub loss: LossParams,
-    /// Whole-batch denominators.
-    pub denom: LossDenom,
     /// The sampling temperature: log-probabilities are those of `softmax(logits / T)`.
     pub temperature: f64,
     /// Positions per chunk of the output head.
@@ -105,23 +106,30 @@ pub struct UpdateOptions {
     pub one_pass_head: bool,
     /// Global gradient-norm limit (0: no clipping).
     pub max_grad_norm: f64,
+    /// Share of each micro-batch's tokens, by entropy, that keep their policy term (1: all).
+    pub top_entropy_quantile: f64,
 }
 
 /// What an update reports (means over its optimiser steps where that applies).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct UpdateStats {
-    /// The loss, averaged over the iterations.
+    /// The loss, averaged over the optimiser steps.
     pub loss: f64,
-    /// Global gradient norm before clipping, of the last iteration.
+    /// Global gradient norm before clipping, of the last step.
     pub grad_norm: f64,
     /// Mean k3 KL per token.
     pub kl: f64,
-    /// Fraction of tokens whose gradient clipping removed.
+    /// Fraction of tokens whose gradient clipping removed (`cispo`: capped).
     pub clip_frac: f64,
     /// Mean importance ratio.
     pub ratio_mean: f64,
-    /// Tokens scored (over all iterations).
+    /// Mean entropy per token of the teacher's sampling distribution (at the sampling
+    /// temperature), over the scored tokens.
+    pub entropy: f64,
+    /// Tokens scored (over all steps).
     pub tokens: f64,
+    /// Optimiser steps taken.
+    pub steps: usize,
 }
 
 /// Device-side running sums.
@@ -131,6 +139,7 @@ struct Sums {
     clipped: Tensor,
     tokens: Tensor,
     ratio: Tensor,
+    entropy: Tensor,
 }
 
 impl Sums {
@@ -142,39 +151,72 @@ impl Sums {
             clipped: z(),
             tokens: z(),
             ratio: z(),
+            entropy: z(),
         }
     }
 }
 
-/// Backpropagates the GRPO loss of `micro` into the gradients of `scorer`'s variables
+/// Log-probabilities and entropies `[N, C]` of all positions of `features`, `chunk` positions
+/// of the head at a time (one autograd graph when gradients are on).
+fn head_all<S: Scorer + ?Sized>(
+    scorer: &S,
+    features: &Tensor,
+    targets: &Tensor,
+    temperature: f64,
+    chunk: i64,
+) -> Result<(Tensor, Tensor)> {
+    let c = targets.size()[1];
+    let (mut lps, mut ents) = (Vec::new(), Vec::new());
+    let mut at = 0;
+    while at < c {
+        let n = chunk.min(c - at);
+        let logits = scorer.head_logits(&features.narrow(1, at, n), temperature)?;
+        lps.push(target_logprobs(&logits, &targets.narrow(1, at, n)));
+        ents.push(entropy(&logits));
+        at += n;
+    }
+    Ok((Tensor::cat(&lps, 1), Tensor::cat(&ents, 1)))
+}
+
+/// Backpropagates the loss of `mini` into the gradients of `scorer`'s variables
 /// (accumulating: zero them first) and adds the loss and statistics to `sums` on the device.
 fn accumulate<S: Scorer + ?Sized>(
     scorer: &S,
-    micro: &[MicroBatch],
+    mini: &MiniBatch,
     opts: &UpdateOptions,
     sums: &mut Sums,
 ) -> Result<()> {
     let chunk = opts.head_chunk.max(1);
-    for mb in micro {
+    let by_entropy = opts.top_entropy_quantile < 1.0;
+    for mb in &mini.micro {
         let b = &mb.batch;
         let mask = &b.completion_mask;
-        let weights = token_weights(mask, opts.loss.loss_type, &opts.denom);
-        let mut add = |lp: &Tensor, at: i64, n: i64| -> Result<()> {
+        let weights = token_weights(mask, opts.loss.loss_type, &mini.denom);
+        let targets = b.completion_ids();
+        // GSPO scores each chunk with the ratio of its whole sequence.
+        let whole_ratio = opts.loss.loss_type == LossType::Gspo && mb.old_logprobs.is_some();
+        let mut add = |lp: &Tensor,
+                       ent: &Tensor,
+                       at: i64,
+                       n: i64,
+                       seq: Option<&Tensor>,
+                       keep: Option<&Tensor>|
+         -> Result<()> {
             let slice = |t: &Tensor| t.narrow(1, at, n);
             let old = match &mb.old_logprobs {
                 Some(o) => slice(o),
                 None => lp.detach(),
             };
             let reference = mb.ref_logprobs.as_ref().map(slice);
-            let t = grpo_terms(
-                lp,
-                &old,
-                reference.as_ref(),
-                &mb.advantages,
-                &slice(mask),
-                &slice(&weights),
-                &opts.loss,
-            );
+            let keep = keep.map(slice);
+            let (m, w) = (slice(mask), slice(&weights));
+            let x = LossInputs {
+                ref_logp: reference.as_ref(),
+                seq_log_ratio: seq,
+                keep: keep.as_ref(),
+                ..LossInputs::new(lp, &old, &mb.advantages, &m, &w)
+            };
+            let t = grpo_terms(&x, &opts.loss);
             t.loss.f_backward()?;
             tch::no_grad(|| {
                 sums.loss += t.loss.detach().to_kind(Kind::Double);
@@ -182,27 +224,41 @@ fn accumulate<S: Scorer + ?Sized>(
                 sums.clipped += t.clipped_tokens;
                 sums.tokens += t.tokens;
                 sums.ratio += t.ratio_sum;
+                sums.entropy += (ent * &m).sum(Kind::Double);
             });
             Ok(())
         };
         let c = b.completion_len as i64;
         if opts.one_pass_head {
-            let lp = scorer.logprobs(b, opts.temperature)?;
-            add(&lp, 0, c)?;
+            let f = scorer.features(b)?;
+            let (lp, ent) = head_all(scorer, &f, &targets, opts.temperature, chunk)?;
+            let keep = by_entropy.then(|| high_entropy_mask(&ent, mask, opts.top_entropy_quantile));
+            add(&lp, &ent, 0, c, None, keep.as_ref())?;
             continue;
         }
         let f = scorer.features(b)?;
         let fd = f.detach().set_requires_grad(true);
-        let targets = b.completion_ids();
+        let (seq, keep) = if whole_ratio || by_entropy {
+            let (lp, ent) =
+                tch::no_grad(|| head_all(scorer, &fd, &targets, opts.temperature, chunk))?;
+            (
+                match (&mb.old_logprobs, whole_ratio) {
+                    (Some(old), true) => Some(sequence_log_ratio(&lp, old, mask)),
+                    _ => None,
+                },
+                by_entropy.then(|| high_entropy_mask(&ent, mask, opts.top_entropy_quantile)),
+            )
+        } else {
+            (None, None)
+        };
         let mut at = 0;
         while at < c {
             let n = chunk.min(c - at);
-            let lp = scorer.head(
-                &fd.narrow(1, at, n),
-                &targets.narrow(1, at, n),
-                opts.temperature,
-            )?;
-            add(&lp, at, n)?;
+            let logits = scorer.head_logits(&fd.narrow(1, at, n), opts.temperature)?;
+            let lp = target_logprobs(&logits, &targets.narrow(1, at, n));
+            let ent = entropy(&logits);
+            drop(logits);
+            add(&lp, &ent, at, n, seq.as_ref(), keep.as_ref())?;
             at += n;
         }
         let grad = fd.grad();
@@ -213,32 +269,38 @@ fn accumulate<S: Scorer + ?Sized>(
     Ok(())
 }
 
-/// The update: `iterations` times, zero the gradients, backpropagate the GRPO loss of every
-/// micro-batch (chunked head backward), clip and take one AdamW step at `lr`; then read the
-/// statistics back (the one wait for the device). The step consumes the gradients: they hold
-/// scratch values afterwards (the next update zeroes them first).
+/// The update: `iterations` passes over `minis`, one optimiser step per mini-batch: zero the
+/// gradients, backpropagate the loss of its micro-batches (chunked head backward), clip and take
+/// one AdamW step at `lr`. Mini-batches without micro-batches (nothing to learn from) take no
+/// step. Then the statistics are read back (the one wait for the device). The step consumes
+/// the gradients: they hold scratch values afterwards (the next update zeroes them first).
 pub fn update<S: Scorer + ?Sized>(
     scorer: &S,
     optimizer: &mut AdamW,
-    micro: &[MicroBatch],
+    minis: &[MiniBatch],
     opts: &UpdateOptions,
     lr: f64,
     iterations: usize,
 ) -> Result<UpdateStats> {
     let vs = scorer.variables();
-    let Some(first) = micro.first() else {
+    let Some(first) = minis.iter().find_map(|m| m.micro.first()) else {
         return Ok(UpdateStats::default());
     };
-    let mut sums = Sums::new(first.advantages.device());
+    let device = first.advantages.device();
+    let mut sums = Sums::new(device);
     let mut norm = None;
+    let mut steps = 0;
     for _ in 0..iterations {
-        zero_grad(vs);
-        accumulate(scorer, micro, opts, &mut sums)?;
-        norm = optimizer.step_clipped(lr, opts.max_grad_norm);
+        for mini in minis.iter().filter(|m| !m.micro.is_empty()) {
+            zero_grad(vs);
+            accumulate(scorer, mini, opts, &mut sums)?;
+            norm = optimizer.step_clipped(lr, opts.max_grad_norm);
+            steps += 1;
+        }
     }
     let norm = norm.map_or_else(
-        || Tensor::zeros([], (Kind::Double, first.advantages.device())),
-        |n| n.to_kind(Kind::Double).to_device(first.advantages.device()),
+        || Tensor::zeros([], (Kind::Double, device)),
+        |n| n.to_kind(Kind::Double).to_device(device),
     );
     let all = Tensor::stack(
         &[
@@ -247,23 +309,27 @@ pub fn update<S: Scorer + ?Sized>(
             &sums.clipped,
             &sums.tokens,
             &sums.ratio,
+            &sums.entropy,
             &norm,
         ],
         0,
     )
     .to_device(tch::Device::Cpu);
     let v = Vec::<f64>::try_from(&all)?;
-    let (loss, kl, clipped, tokens, ratio, grad_norm) = (v[0], v[1], v[2], v[3], v[4], v[5]);
+    let (loss, kl, clipped, tokens, ratio, ent, grad_norm) =
+        (v[0], v[1], v[2], v[3], v[4], v[5], v[6]);
     let mut stats = UpdateStats {
-        loss: loss / iterations.max(1) as f64,
+        loss: loss / steps.max(1) as f64,
         grad_norm,
         tokens,
+        steps,
         ..UpdateStats::default()
     };
     if tokens > 0.0 {
         stats.kl = kl / tokens;
         stats.clip_frac = clipped / tokens;
         stats.ratio_mean = ratio / tokens;
+        stats.entropy = ent / tokens;
     }
     Ok(stats)
 }
@@ -314,15 +380,23 @@ mod tests {
                 beta: 0.0,
                 loss_type: LossType::Grpo,
             },
-            denom: LossDenom {
-                sequences: 4.0,
-                tokens: 24.0,
-                max_len: 6.0,
-            },
             temperature: 1.0,
             head_chunk: chunk,
             one_pass_head: one_pass,
             max_grad_norm: 0.0,
+            top_entropy_quantile: 1.0,
+        }
+    }
+
+    fn mini(micro: Vec<MicroBatch>) -> MiniBatch {
+        MiniBatch {
+            micro,
+            denom: LossDenom {
+                sequences: 4.0,
+                tokens: 24.0,
+                max_len: 6.0,
+                micro_batches: 2.0,
+            },
         }
     }
 
@@ -340,7 +414,7 @@ mod tests {
         ))
         .unwrap();
         let adv = [0.5f32, -1.0, 2.0, 0.25];
-        let micro = micro_batches(&ids, &adv, 4, 3);
+        let micro = mini(micro_batches(&ids, &adv, 4, 3));
         let scorer = DecoderScorer(&model);
         let run = |one_pass: bool| {
             zero_grad(model.var_store());
@@ -360,6 +434,71 @@ mod tests {
     }
 
     #[test]
+    fn chunked_head_equals_one_graph_off_policy_for_every_loss_and_the_entropy_mask() {
+        let mut config = DecoderConfig::tiny(Arch::Qwen2);
+        config.vocab_size = 64;
+        let model = DecoderLm::random(config, Device::Cpu, 4).unwrap();
+        tch::manual_seed(3);
+        let ids: Vec<Vec<i64>> = Vec::try_from(&Tensor::randint_low(
+            1,
+            64,
+            [4, 12],
+            (Kind::Int64, Device::Cpu),
+        ))
+        .unwrap();
+        let scorer = DecoderScorer(&model);
+        let mut micro = micro_batches(&ids, &[0.5, -1.0, 2.0, 0.25], 4, 2);
+        // The sampling policy: the current one, shifted per token, so the ratios are not 1.
+        for mb in &mut micro {
+            let f = tch::no_grad(|| scorer.features(&mb.batch)).unwrap();
+            let t = mb.batch.completion_ids();
+            let (lp, _) = tch::no_grad(|| head_all(&scorer, &f, &t, 1.0, 64)).unwrap();
+            let shift = Tensor::randn(lp.size(), (Kind::Float, Device::Cpu)) * 0.1;
+            mb.old_logprobs = Some(lp + shift);
+        }
+        let micro = mini(micro);
+        for (lt, q) in [
+            (LossType::Grpo, 1.0),
+            (LossType::Gspo, 1.0),
+            (LossType::Cispo, 1.0),
+            (LossType::Bnpo, 1.0),
+            (LossType::Dapo, 0.3),
+            (LossType::Gspo, 0.5),
+        ] {
+            let run = |one_pass: bool| {
+                zero_grad(model.var_store());
+                let mut o = options(one_pass, 3);
+                o.loss.loss_type = lt;
+                o.loss.epsilon = 0.05;
+                o.loss.epsilon_high = if lt == LossType::Cispo { 1.05 } else { 0.05 };
+                o.top_entropy_quantile = q;
+                let mut sums = Sums::new(Device::Cpu);
+                accumulate(&scorer, &micro, &o, &mut sums).unwrap();
+                let v = |t: &Tensor| t.double_value(&[]);
+                (
+                    v(&sums.loss),
+                    v(&sums.clipped),
+                    v(&sums.entropy),
+                    grads(&model),
+                )
+            };
+            let (l1, c1, e1, g1) = run(true);
+            let (l2, c2, e2, g2) = run(false);
+            assert!((l1 - l2).abs() < 1e-6, "{lt:?} q {q}: {l1} vs {l2}");
+            assert_eq!(c1, c2, "{lt:?} q {q}");
+            assert!(c1 > 0.0, "{lt:?} q {q}: the ratios reach the clip range");
+            assert!((e1 - e2).abs() < 1e-4 && e1 > 0.0, "{e1} vs {e2}");
+            let norm = g1.norm().double_value(&[]);
+            assert!(norm > 0.0, "{lt:?} q {q}");
+            let diff = (&g1 - &g2).norm().double_value(&[]) / norm;
+            assert!(
+                diff < 1e-5,
+                "{lt:?} q {q}: relative gradient difference {diff}"
+            );
+        }
+    }
+
+    #[test]
     fn update_steps_and_reports_statistics_read_once() {
         let mut config = DecoderConfig::tiny(Arch::Llama);
         config.vocab_size = 64;
@@ -372,7 +511,7 @@ mod tests {
             (Kind::Int64, Device::Cpu),
         ))
         .unwrap();
-        let micro = micro_batches(&ids, &[1.0, -1.0, 0.5, -0.5], 4, 2);
+        let micro = [mini(micro_batches(&ids, &[1.0, -1.0, 0.5, -0.5], 4, 2))];
         let before: Vec<Tensor> = trainable(model.var_store())
             .into_iter()
             .map(|(_, t)| t.detach().copy())

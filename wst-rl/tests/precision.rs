@@ -8,8 +8,8 @@ use tch::{Device, Kind, Tensor};
 use wst_core::{ChatPrompt, MemoryBaselines, NullSink, SamplingParams};
 use wst_models::LoadedModel;
 use wst_rl::adamw::{AdamW, AdamWConfig};
-use wst_rl::loss::{LossDenom, LossParams};
-use wst_rl::update::{update, MicroBatch, UpdateOptions};
+use wst_rl::loss::{LossDenom, LossInputs, LossParams};
+use wst_rl::update::{update, MicroBatch, MiniBatch, UpdateOptions};
 use wst_rl::{checkpoint, LmPolicy, Parts, Policy, TinyConfig, TinyPolicy, TokenBatch, Trainer};
 
 use crate::support::*;
@@ -33,7 +33,23 @@ fn adamw(p: &LmPolicy) -> AdamW {
 
 /// Six fixed sequences of the tiny model's vocabulary (prompt 5 tokens, completion 7) and
 /// advantages with both signs.
-fn batches(p: &LmPolicy, old: bool, temperature: f64) -> Vec<MicroBatch> {
+/// The denominators of the six rows of [`batches`].
+const DENOM: LossDenom = LossDenom {
+    sequences: 6.0,
+    tokens: 42.0,
+    max_len: 7.0,
+    micro_batches: 2.0,
+};
+
+/// The six rows as the one mini-batch of an update.
+fn batches(p: &LmPolicy, old: bool, temperature: f64) -> [MiniBatch; 1] {
+    [MiniBatch {
+        micro: micro_batches(p, old, temperature),
+        denom: DENOM,
+    }]
+}
+
+fn micro_batches(p: &LmPolicy, old: bool, temperature: f64) -> Vec<MicroBatch> {
     let rows: Vec<Vec<i64>> = (0..6)
         .map(|r| (0..12).map(|j| 3 + (r * 37 + j * 11) % 500).collect())
         .collect();
@@ -62,15 +78,11 @@ fn options(temperature: f64) -> UpdateOptions {
     };
     UpdateOptions {
         loss: LossParams::from_config(&grpo),
-        denom: LossDenom {
-            sequences: 6.0,
-            tokens: 42.0,
-            max_len: 7.0,
-        },
         temperature,
         head_chunk: 3,
         one_pass_head: false,
         max_grad_norm: 1.0,
+        top_entropy_quantile: 1.0,
     }
 }
 
@@ -125,22 +137,12 @@ fn bf16_teacher_moves_its_master_weights_at_lr_1e_6() {
     let q_before = flat(&vars).copy();
     wst_rl::adamw::zero_grad(q.vars());
     let opts = options(1.0);
-    for mb in batches(&q, false, 1.0) {
+    for mb in micro_batches(&q, false, 1.0) {
         let lp = q.token_logprobs_at(&mb.batch, 1.0).unwrap();
-        let w = wst_rl::loss::token_weights(
-            &mb.batch.completion_mask,
-            opts.loss.loss_type,
-            &opts.denom,
-        );
-        let t = wst_rl::loss::grpo_terms(
-            &lp,
-            &lp.detach(),
-            None,
-            &mb.advantages,
-            &mb.batch.completion_mask,
-            &w,
-            &opts.loss,
-        );
+        let w = wst_rl::loss::token_weights(&mb.batch.completion_mask, opts.loss.loss_type, &DENOM);
+        let old = lp.detach();
+        let x = LossInputs::new(&lp, &old, &mb.advantages, &mb.batch.completion_mask, &w);
+        let t = wst_rl::loss::grpo_terms(&x, &opts.loss);
         t.loss.backward();
     }
     old_bf16_in_place_step(&vars, lr);

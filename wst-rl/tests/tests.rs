@@ -9,3 +9,4 @@ mod mix;
 mod precision;
 mod resume;
 mod support;
+mod variants;

@@ -10,7 +10,7 @@ use tch::{Device, Kind, Tensor};
 use wst_core::GrpoConfig;
 use wst_rl::adamw::{AdamW, AdamWConfig};
 use wst_rl::loss::{LossDenom, LossParams};
-use wst_rl::update::{update, DecoderScorer, MicroBatch, UpdateOptions};
+use wst_rl::update::{update, DecoderScorer, MicroBatch, MiniBatch, UpdateOptions};
 use wst_rl::TokenBatch;
 
 use super::common::{
@@ -112,17 +112,22 @@ pub fn run(a: TrainBench) -> Result<()> {
         },
     );
     let completion = (a.seq - a.prompt_len) as f64;
-    let opts = UpdateOptions {
-        loss: LossParams::from_config(&grpo),
+    let micro = [MiniBatch {
         denom: LossDenom {
             sequences: a.batch as f64,
             tokens: a.batch as f64 * completion,
             max_len: completion,
+            micro_batches: micro.len() as f64,
         },
+        micro,
+    }];
+    let opts = UpdateOptions {
+        loss: LossParams::from_config(&grpo),
         temperature: 1.0,
         head_chunk: a.chunk as i64,
         one_pass_head: a.one_pass_head,
         max_grad_norm: grpo.max_grad_norm,
+        top_entropy_quantile: grpo.top_entropy_quantile,
     };
     let state_bytes = opt.state_bytes();
     let scorer = DecoderScorer(&model);

@@ -6,12 +6,13 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+mod grpo;
+
+pub use grpo::{GrpoConfig, LossType, ScaleRewards, Schedule};
+
 use crate::hub::{RepoId, RepoKind};
 use crate::InstructionRole;
-use crate::{
-    Aggregation, Error, Result, RewardComponentConfig, RewardWeights, SamplingParams,
-    TemplatesConfig,
-};
+use crate::{Error, Result, RewardComponentConfig, RewardWeights, SamplingParams, TemplatesConfig};
 
 /// A whole run: `[run]`, `[teacher]`, `[student]`, `[data]`, `[reward]`, `[grpo]`, `[templates]`,
 /// `[eval]`.
@@ -347,126 +348,6 @@ impl Default for RewardConfig {
     }
 }
 
-/// Loss aggregation over tokens and sequences.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum LossType {
-    /// Mean over each sequence's tokens, then over sequences (DeepSeekMath GRPO).
-    #[default]
-    Grpo,
-    /// Sum over tokens divided by a constant (batch x max length) (Dr. GRPO).
-    DrGrpo,
-    /// Mean over all tokens of the batch (DAPO).
-    Dapo,
-}
-
-/// How rewards become advantages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum ScaleRewards {
-    /// Subtract the group mean, divide by the group std.
-    #[default]
-    Group,
-    /// Subtract the group mean, divide by the batch std.
-    Batch,
-    /// Subtract the group mean only.
-    None,
-}
-
-/// Learning-rate schedule after warmup.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum Schedule {
-    /// Constant.
-    #[default]
-    Constant,
-    /// Cosine decay to `min_lr_ratio * lr`.
-    Cosine,
-}
-
-/// `[grpo]`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct GrpoConfig {
-    /// B: queries per step.
-    pub batch_size: usize,
-    /// G: instructions sampled per query.
-    pub group_size: usize,
-    /// Peak learning rate.
-    pub lr: f64,
-    /// AdamW decoupled weight decay.
-    pub weight_decay: f64,
-    /// AdamW betas.
-    pub betas: [f64; 2],
-    /// AdamW epsilon.
-    pub adam_eps: f64,
-    /// Linear warmup steps.
-    pub warmup_steps: u64,
-    /// Schedule after warmup.
-    pub schedule: Schedule,
-    /// Final lr as a fraction of `lr` (cosine).
-    pub min_lr_ratio: f64,
-    /// Lower clip range of the importance ratio.
-    pub epsilon: f64,
-    /// Upper clip range (DAPO clip-higher); defaults to `epsilon`.
-    pub epsilon_high: Option<f64>,
-    /// KL coefficient to the frozen reference teacher (0: no reference is loaded).
-    pub beta: f64,
-    /// Loss aggregation.
-    pub loss_type: LossType,
-    /// Advantage normalisation.
-    pub scale_rewards: ScaleRewards,
-    /// Optimiser passes over each batch of rollouts.
-    pub num_iterations: usize,
-    /// Sequences per forward/backward (gradient accumulation over the rest).
-    pub micro_batch_size: usize,
-    /// Global gradient-norm clip (0: off).
-    pub max_grad_norm: f64,
-    /// Order of weighting and normalising several reward components (TRL's names).
-    pub multi_objective_aggregation: Aggregation,
-}
-
-impl Default for GrpoConfig {
-    fn default() -> Self {
-        GrpoConfig {
-            batch_size: 8,
-            group_size: 4,
-            lr: 1e-6,
-            weight_decay: 0.0,
-            betas: [0.9, 0.999],
-            adam_eps: 1e-8,
-            warmup_steps: 0,
-            schedule: Schedule::Constant,
-            min_lr_ratio: 0.0,
-            epsilon: 0.2,
-            epsilon_high: None,
-            beta: 0.0,
-            loss_type: LossType::Grpo,
-            scale_rewards: ScaleRewards::Group,
-            num_iterations: 1,
-            micro_batch_size: 8,
-            max_grad_norm: 1.0,
-            multi_objective_aggregation: Aggregation::SumThenNormalize,
-        }
-    }
-}
-
-impl GrpoConfig {
-    /// The upper clip range in use.
-    pub fn epsilon_high(&self) -> f64 {
-        self.epsilon_high.unwrap_or(self.epsilon)
-    }
-
-    /// The advantage scaling in use: `scale_rewards`, except under `normalize_then_sum`, whose
-    /// summed z-scores are normalised over the batch (as TRL does).
-    pub fn advantage_scale(&self) -> ScaleRewards {
-        match self.multi_objective_aggregation {
-            Aggregation::SumThenNormalize => self.scale_rewards,
-            Aggregation::NormalizeThenSum => ScaleRewards::Batch,
-        }
-    }
-}
-
 /// `[eval]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -729,62 +610,7 @@ impl Config {
             }
         }
 
-        let g = &self.grpo;
-        if g.batch_size == 0 {
-            p.push("grpo.batch_size (B) must be >= 1".into());
-        }
-        if g.group_size < 2 {
-            p.push(format!(
-                "grpo.group_size (G) must be >= 2 for group-relative advantages, got {}",
-                g.group_size
-            ));
-        }
-        if !(g.lr.is_finite() && g.lr > 0.0) {
-            p.push(format!("grpo.lr must be > 0, got {}", g.lr));
-        }
-        if !(g.weight_decay.is_finite() && g.weight_decay >= 0.0) {
-            p.push(format!(
-                "grpo.weight_decay must be >= 0, got {}",
-                g.weight_decay
-            ));
-        }
-        for (i, b) in g.betas.iter().enumerate() {
-            if !(0.0..1.0).contains(b) {
-                p.push(format!("grpo.betas[{i}] must be in [0, 1), got {b}"));
-            }
-        }
-        if !(g.adam_eps.is_finite() && g.adam_eps > 0.0) {
-            p.push(format!("grpo.adam_eps must be > 0, got {}", g.adam_eps));
-        }
-        if !(0.0..=1.0).contains(&g.min_lr_ratio) {
-            p.push(format!(
-                "grpo.min_lr_ratio must be in [0, 1], got {}",
-                g.min_lr_ratio
-            ));
-        }
-        if !(g.epsilon.is_finite() && g.epsilon > 0.0) {
-            p.push(format!("grpo.epsilon must be > 0, got {}", g.epsilon));
-        }
-        if let Some(e) = g.epsilon_high {
-            if !(e.is_finite() && e > 0.0) {
-                p.push(format!("grpo.epsilon_high must be > 0, got {e}"));
-            }
-        }
-        if !(g.beta.is_finite() && g.beta >= 0.0) {
-            p.push(format!("grpo.beta must be >= 0, got {}", g.beta));
-        }
-        if g.num_iterations == 0 {
-            p.push("grpo.num_iterations must be >= 1".into());
-        }
-        if g.micro_batch_size == 0 {
-            p.push("grpo.micro_batch_size must be >= 1".into());
-        }
-        if !(g.max_grad_norm.is_finite() && g.max_grad_norm >= 0.0) {
-            p.push(format!(
-                "grpo.max_grad_norm must be >= 0, got {}",
-                g.max_grad_norm
-            ));
-        }
+        p.extend(self.grpo.problems("grpo"));
 
         if let Err(e) = crate::PromptTemplates::new(self.templates.resolve()) {
             p.push(error_chain(&e));
