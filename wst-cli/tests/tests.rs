@@ -32,15 +32,21 @@ fn help_lists_the_subcommands() {
     }
 }
 
-#[test]
-fn config_reports_every_problem_and_applies_overrides() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("c.toml");
+/// A config naming only the teacher and the student, in `dir`.
+fn minimal_config(dir: &std::path::Path) -> std::path::PathBuf {
+    let path = dir.join("c.toml");
     std::fs::write(
         &path,
         "[teacher]\nmodel = \"t\"\n[student]\nmodel = \"s\"\n",
     )
     .unwrap();
+    path
+}
+
+#[test]
+fn config_reports_every_problem_and_applies_overrides() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = minimal_config(dir.path());
 
     let out = wst()
         .args(["config", "--config"])
@@ -76,12 +82,7 @@ fn config_reports_every_problem_and_applies_overrides() {
 #[test]
 fn config_accepts_the_six_loss_types_and_names_the_choices() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("c.toml");
-    std::fs::write(
-        &path,
-        "[teacher]\nmodel = \"t\"\n[student]\nmodel = \"s\"\n",
-    )
-    .unwrap();
+    let path = minimal_config(dir.path());
     for lt in wst_core::LossType::ALL {
         let set = format!("grpo.loss_type={lt}");
         let out = wst()

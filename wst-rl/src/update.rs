@@ -372,6 +372,13 @@ mod tests {
             .collect()
     }
 
+    /// Four rows of `cols` token ids in [1, 64), seeded.
+    fn random_rows(seed: i64, cols: i64) -> Vec<Vec<i64>> {
+        tch::manual_seed(seed);
+        let ids = Tensor::randint_low(1, 64, [4, cols], (Kind::Int64, Device::Cpu));
+        Vec::try_from(&ids).unwrap()
+    }
+
     fn options(one_pass: bool, chunk: i64) -> UpdateOptions {
         UpdateOptions {
             loss: LossParams {
@@ -405,14 +412,7 @@ mod tests {
         let mut config = DecoderConfig::tiny(Arch::Qwen2);
         config.vocab_size = 64;
         let model = DecoderLm::random(config, Device::Cpu, 3).unwrap();
-        tch::manual_seed(1);
-        let ids: Vec<Vec<i64>> = Vec::try_from(&Tensor::randint_low(
-            1,
-            64,
-            [4, 10],
-            (Kind::Int64, Device::Cpu),
-        ))
-        .unwrap();
+        let ids = random_rows(1, 10);
         let adv = [0.5f32, -1.0, 2.0, 0.25];
         let micro = mini(micro_batches(&ids, &adv, 4, 3));
         let scorer = DecoderScorer(&model);
@@ -438,14 +438,7 @@ mod tests {
         let mut config = DecoderConfig::tiny(Arch::Qwen2);
         config.vocab_size = 64;
         let model = DecoderLm::random(config, Device::Cpu, 4).unwrap();
-        tch::manual_seed(3);
-        let ids: Vec<Vec<i64>> = Vec::try_from(&Tensor::randint_low(
-            1,
-            64,
-            [4, 12],
-            (Kind::Int64, Device::Cpu),
-        ))
-        .unwrap();
+        let ids = random_rows(3, 12);
         let scorer = DecoderScorer(&model);
         let mut micro = micro_batches(&ids, &[0.5, -1.0, 2.0, 0.25], 4, 2);
         // The sampling policy: the current one, shifted per token, so the ratios are not 1.
@@ -503,14 +496,7 @@ mod tests {
         let mut config = DecoderConfig::tiny(Arch::Llama);
         config.vocab_size = 64;
         let model = DecoderLm::random(config, Device::Cpu, 5).unwrap();
-        tch::manual_seed(2);
-        let ids: Vec<Vec<i64>> = Vec::try_from(&Tensor::randint_low(
-            1,
-            64,
-            [4, 10],
-            (Kind::Int64, Device::Cpu),
-        ))
-        .unwrap();
+        let ids = random_rows(2, 10);
         let micro = [mini(micro_batches(&ids, &[1.0, -1.0, 0.5, -0.5], 4, 2))];
         let before: Vec<Tensor> = trainable(model.var_store())
             .into_iter()
