@@ -656,10 +656,7 @@ impl DecoderLm {
             )));
         }
         let logits = self.head_logits_at(hidden, temperature)?;
-        let picked = logits
-            .gather(2, &targets.to_device(self.device()).unsqueeze(-1), false)
-            .squeeze_dim(-1);
-        Ok(picked - logits.logsumexp([-1], false))
+        Ok(target_logprobs(&logits, targets))
     }
 
     /// `head(hidden) / temperature` as f32 `[B, N, V]`, differentiable: the logits of the
@@ -686,4 +683,13 @@ impl DecoderLm {
             logits
         })
     }
+}
+
+/// `log softmax(logits)[targets]`: `logits` `[N, n, V]` f32, `targets` `[N, n]` Int64; `[N, n]`,
+/// differentiable.
+pub fn target_logprobs(logits: &Tensor, targets: &Tensor) -> Tensor {
+    let picked = logits
+        .gather(2, &targets.to_device(logits.device()).unsqueeze(-1), false)
+        .squeeze_dim(-1);
+    picked - logits.logsumexp([-1], false)
 }

@@ -33,7 +33,7 @@ pub use cuda_graph::{
     cuda_graphs_available, cuda_graphs_enabled_by_env, cuda_peak_memory, cuda_reset_peak_memory,
     CudaGraph,
 };
-pub use decoder::{DecoderLm, KvCache};
+pub use decoder::{target_logprobs, DecoderLm, KvCache};
 pub use device::{cuda_device_count, select_device, torch_info};
 pub use error::{BoxError, Error, Result};
 pub use generate::{sample, Generation, Generator};

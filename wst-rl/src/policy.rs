@@ -204,13 +204,7 @@ pub trait Policy {
     }
 }
 
-/// `log softmax(logits)[targets]`: `logits` `[N, n, V]` f32, `targets` `[N, n]`; `[N, n]`.
-pub fn target_logprobs(logits: &Tensor, targets: &Tensor) -> Tensor {
-    let picked = logits
-        .gather(2, &targets.to_device(logits.device()).unsqueeze(-1), false)
-        .squeeze_dim(-1);
-    picked - logits.logsumexp([-1], false)
-}
+pub use wst_models::target_logprobs;
 
 /// The entropy `[N, n]` of `softmax(logits)` at each position (`logits` `[N, n, V]` f32),
 /// detached.
