@@ -89,7 +89,7 @@ pub fn train(cfg: &Config, run_dir: &Path, resume: bool, progress: bool) -> Resu
         cfg.run.name,
         run_dir.display()
     );
-    let policy = wiring::teacher_policy(cfg, device)?;
+    let policy = wiring::trainable_teacher(cfg, device)?;
     // A hub teacher is pinned to the commit it was loaded from: the run's config.toml records
     // it, so a resume (or a rerun of that config) loads the same weights after `main` moves.
     let mut cfg = cfg.clone();

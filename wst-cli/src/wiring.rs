@@ -46,6 +46,19 @@ pub fn teacher_policy(cfg: &Config, device: Device) -> Result<LmPolicy> {
     Ok(LmPolicy::new(teacher_model(cfg, device)?))
 }
 
+/// The teacher `wst train` trains: that of `[teacher]`, with fresh LoRA adapters (drawn from
+/// `run.seed`, every base weight frozen) when `[teacher.lora]` is set.
+pub fn trainable_teacher(cfg: &Config, device: Device) -> Result<LmPolicy> {
+    let mut model = teacher_model(cfg, device)?;
+    if let Some(lora) = &cfg.teacher.lora {
+        model
+            .model
+            .add_lora(lora, cfg.run.seed as i64)
+            .context("[teacher.lora]")?;
+    }
+    Ok(LmPolicy::new(model))
+}
+
 /// The config a checkpoint (or a run folder's newest checkpoint) was trained with, when `spec`
 /// names one: it holds the teacher settings (dtype, base model) the weights belong to.
 fn checkpoint_config(spec: &str) -> Result<Option<Config>> {

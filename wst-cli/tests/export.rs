@@ -18,7 +18,7 @@ fn python() -> PathBuf {
         .arg(repo().join("scripts/ensure-pyarrow.sh"))
         // The version that made ../shared/testvectors: later ones (5.24) rebuild a Qwen2
         // tokenizer's pre-tokenizer instead of reading tokenizer.json's, and their ids differ.
-        .args(["transformers==5.17.0", "safetensors"])
+        .args(["transformers==5.17.0", "safetensors", "peft==0.21.2"])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out).1);
@@ -209,6 +209,126 @@ print(json.dumps({"dtype": str(m.dtype)}))
         &[sharded.to_str().unwrap()],
     );
     assert_eq!(v["dtype"], "torch.bfloat16");
+}
+
+/// PEFT's view of a LoRA checkpoint: logits of `ids` from the base model with the
+/// checkpoint's adapters (`PeftModel.from_pretrained`), from the exported merged folder, and
+/// from the base alone; greedy ids of the PEFT model.
+const PEFT_CHECK: &str = r#"
+import json, sys, torch
+from peft import PeftModel
+from transformers import AutoModelForCausalLM
+base_dir, ckpt, merged_dir, ids, n = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4]), int(sys.argv[5])
+x = torch.tensor([ids])
+base = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
+with torch.no_grad():
+    plain = base(x).logits
+peft = PeftModel.from_pretrained(base, ckpt).eval()
+merged = AutoModelForCausalLM.from_pretrained(merged_dir, dtype=torch.float32)
+with torch.no_grad():
+    a = peft(x).logits
+    b = merged(x).logits
+    greedy = peft.generate(input_ids=x, max_new_tokens=n, do_sample=False)
+print(json.dumps({"peft_vs_merged": (a - b).abs().max().item(),
+                  "adapters_move": (a - plain).abs().max().item(),
+                  "scale": (a.abs().max()).item(),
+                  "output_ids": greedy[0, len(ids):].tolist()}))
+"#;
+
+#[test]
+fn a_lora_run_checkpoints_peft_adapters_and_exports_them_merged() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = tiny_config(dir.path());
+    let run = dir.path().join("runs/tiny");
+    // `--set` creates the [teacher.lora] table; the other keys keep their defaults.
+    let out = wst()
+        .args(["train", "--quiet", "--config"])
+        .arg(&cfg)
+        .args([
+            "--set",
+            "teacher.lora.rank=4",
+            "--set",
+            "teacher.lora.alpha=8",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out).1);
+    let ckpt = run.join("checkpoints/step-00000002");
+    assert!(!ckpt.join("model.safetensors").exists());
+    let saved = std::fs::read_to_string(ckpt.join("config.toml")).unwrap();
+    assert!(
+        saved.contains("[teacher.lora]") && saved.contains("rank = 4"),
+        "{saved}"
+    );
+
+    // The tiny run's advantages are all 0, so B is still 0: set it by hand (seeded), so that
+    // an export or a load that drops the adapters cannot pass.
+    let edited = run_python(
+        r#"
+import json, sys, torch
+from safetensors.torch import load_file, save_file
+t = load_file(sys.argv[1])
+g = torch.Generator().manual_seed(0)
+t = {k: (torch.randn(v.shape, generator=g) * 0.2 if "lora_B" in k else v).contiguous()
+     for k, v in t.items()}
+save_file(t, sys.argv[1], metadata={"format": "pt"})
+print(json.dumps({"tensors": len(t)}))
+"#,
+        &[ckpt.join("adapter_model.safetensors").to_str().unwrap()],
+    );
+    assert_eq!(edited["tensors"], 2 * 2 * 7, "{edited}");
+
+    let exported = dir.path().join("export-lora");
+    let out = wst()
+        .arg("export")
+        .arg(&run)
+        .arg("--out")
+        .arg(&exported)
+        .args(["--dtype", "f32"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out).1);
+    let names = run_python(
+        r#"
+import json, sys
+from safetensors.torch import load_file
+print(json.dumps(sorted(load_file(sys.argv[1] + "/model.safetensors"))))
+"#,
+        &[exported.to_str().unwrap()],
+    );
+    assert!(
+        names
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|n| !n.as_str().unwrap().contains("lora")),
+        "{names}"
+    );
+
+    // wst with the adapters unmerged (the run) and merged (the export) agree token for token,
+    // and so does PEFT with the checkpoint's adapter files on the base model.
+    let prompt = "What is 3 + 4?";
+    let n = 10;
+    let from_export = wst_greedy(&exported, prompt, n);
+    let from_run = wst_greedy(&run, prompt, n);
+    assert_eq!(from_export, from_run);
+    let peft = run_python(
+        PEFT_CHECK,
+        &[
+            shared().join("testvectors/tiny-qwen2").to_str().unwrap(),
+            ckpt.to_str().unwrap(),
+            exported.to_str().unwrap(),
+            &from_run.0.to_string(),
+            &n.to_string(),
+        ],
+    );
+    let scale = peft["scale"].as_f64().unwrap();
+    assert!(
+        peft["peft_vs_merged"].as_f64().unwrap() < 1e-5 * scale.max(1.0),
+        "{peft}"
+    );
+    assert!(peft["adapters_move"].as_f64().unwrap() > 1e-3, "{peft}");
+    assert_eq!(peft["output_ids"], from_run.1, "{peft}");
 }
 
 #[test]

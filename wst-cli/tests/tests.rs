@@ -109,6 +109,48 @@ fn config_accepts_the_six_loss_types_and_names_the_choices() {
 }
 
 #[test]
+fn config_builds_the_lora_table_from_set_and_names_its_problems() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = minimal_config(dir.path());
+    let config = |sets: &[&str]| {
+        let mut cmd = wst();
+        cmd.args(["config", "--config"]).arg(&path);
+        for s in sets {
+            cmd.args(["--set", s]);
+        }
+        cmd.output().unwrap()
+    };
+    let out = config(&[
+        "teacher.lora.rank=8",
+        "teacher.lora.targets=[\"q_proj\", \"v_proj\"]",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lora = wst_core::Config::from_toml_str(&text, "stdout")
+        .unwrap()
+        .teacher
+        .lora
+        .expect("[teacher.lora] in the resolved config");
+    assert_eq!((lora.rank, lora.alpha, lora.dropout), (8, 32.0, 0.0));
+    assert_eq!(lora.targets, ["q_proj", "v_proj"]);
+    // Without the table the resolved config has none (full training).
+    let out = config(&[]);
+    assert!(!String::from_utf8(out.stdout).unwrap().contains("lora"));
+
+    let out = config(&["teacher.lora.rank=0", "teacher.lora.targets=[\"qkv\"]"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("teacher.lora.rank must be >= 1") && err.contains("unknown projection `qkv`"),
+        "{err}"
+    );
+}
+
+#[test]
 fn info_reports_libtorch() {
     let out = wst().arg("info").output().unwrap();
     assert!(

@@ -7,6 +7,8 @@
 //! RUN/rollouts/                         Parquet, one file per step
 //! RUN/checkpoints/step-00000014/        model.safetensors, optimizer.safetensors,
 //!                                       trainer.json, config.toml
+//!                                       (LoRA runs: adapter_model.safetensors and
+//!                                       adapter_config.json instead of model.safetensors)
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -21,6 +23,11 @@ pub const ROLLOUTS_DIR: &str = "rollouts";
 pub const CHECKPOINTS_DIR: &str = "checkpoints";
 /// Teacher weights inside a checkpoint (f32 masters for a bf16/f16 teacher).
 pub const MODEL_FILE: &str = "model.safetensors";
+/// The LoRA adapters of a checkpoint of a `[teacher.lora]` run, under PEFT's names (f32
+/// masters), in place of [`MODEL_FILE`].
+pub const ADAPTER_FILE: &str = "adapter_model.safetensors";
+/// PEFT's `adapter_config.json` beside [`ADAPTER_FILE`] (rank, alpha, dropout, targets, base).
+pub const ADAPTER_CONFIG_FILE: &str = "adapter_config.json";
 /// Optimiser state inside a checkpoint.
 pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
 /// Trainer state inside a checkpoint (its presence marks a complete checkpoint).
@@ -72,6 +79,7 @@ impl RunLayout {
 
     /// True when `dir` holds a complete checkpoint (weights and trainer state).
     pub fn is_checkpoint(dir: &Path) -> bool {
-        dir.join(MODEL_FILE).is_file() && dir.join(STATE_FILE).is_file()
+        (dir.join(MODEL_FILE).is_file() || dir.join(ADAPTER_FILE).is_file())
+            && dir.join(STATE_FILE).is_file()
     }
 }

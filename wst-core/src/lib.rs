@@ -34,8 +34,8 @@ pub use baseline::{
 };
 pub use config::{
     apply_override, error_chain, join_causes, ArithLevel, Config, DType, DataConfig, DatasetKind,
-    DeviceChoice, EvalConfig, GrpoConfig, LossType, RewardConfig, RewardKind, RunConfig,
-    ScaleRewards, Schedule, StudentConfig, StudentKind, TeacherConfig,
+    DeviceChoice, EvalConfig, GrpoConfig, LoraConfig, LossType, RewardConfig, RewardKind,
+    RunConfig, ScaleRewards, Schedule, StudentConfig, StudentKind, TeacherConfig, LORA_TARGETS,
 };
 pub use error::{Error, Result};
 pub use gsm8k::parse_gsm8k_reference;

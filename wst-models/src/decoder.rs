@@ -20,19 +20,27 @@ use crate::config::{Activation, Arch, DecoderConfig};
 use crate::weights::WeightStore;
 use crate::{Error, Result};
 
+pub mod lora;
 mod static_step;
 
 /// Weights of one decoder layer (shallow handles to the variables of the store).
 struct Layer {
     input_norm: Tensor,
-    q: (Tensor, Option<Tensor>),
-    k: (Tensor, Option<Tensor>),
-    v: (Tensor, Option<Tensor>),
-    o: (Tensor, Option<Tensor>),
+    q: Proj,
+    k: Proj,
+    v: Proj,
+    o: Proj,
     post_norm: Tensor,
-    gate: (Tensor, Option<Tensor>),
-    up: (Tensor, Option<Tensor>),
-    down: (Tensor, Option<Tensor>),
+    gate: Proj,
+    up: Proj,
+    down: Proj,
+}
+
+/// One linear projection: weight `[out, in]`, optional bias, optional LoRA adapter.
+struct Proj {
+    w: Tensor,
+    b: Option<Tensor>,
+    lora: Option<lora::Adapter>,
 }
 
 /// A decoder-only causal language model (Llama, Qwen2 or Gemma).
@@ -45,6 +53,8 @@ pub struct DecoderLm {
     lm_head: Tensor,
     /// RoPE inverse frequencies, f32, `[head_dim / 2]`.
     inv_freq: Tensor,
+    /// The adapters added by [`DecoderLm::add_lora`], if any.
+    lora: Option<wst_core::LoraConfig>,
 }
 
 impl std::fmt::Debug for DecoderLm {
@@ -159,9 +169,13 @@ impl KvCache {
     }
 }
 
-/// `x.linear(w, b)` for a `(weight, bias)` pair.
-fn lin(x: &Tensor, (w, b): &(Tensor, Option<Tensor>)) -> Tensor {
-    x.linear(w, b.as_ref())
+/// `x W^T + b`, plus the LoRA adapter's term when the projection has one.
+fn lin(x: &Tensor, p: &Proj) -> Tensor {
+    let y = x.linear(&p.w, p.b.as_ref());
+    match &p.lora {
+        Some(adapter) => y + adapter.apply(x),
+        None => y,
+    }
 }
 
 fn rotate_half(x: &Tensor) -> Tensor {
@@ -189,7 +203,7 @@ impl DecoderLm {
         let proj = |p: nn::Path, out: i64, inp: i64, bias: bool| {
             let w = p.var("weight", &[out, inp], init);
             let b = bias.then(|| p.var("bias", &[out], Init::Const(0.0)));
-            (w, b)
+            Proj { w, b, lora: None }
         };
         let mut layers = Vec::with_capacity(c.num_hidden_layers as usize);
         for l in 0..c.num_hidden_layers {
@@ -230,6 +244,7 @@ impl DecoderLm {
             norm,
             lm_head,
             inv_freq,
+            lora: None,
         })
     }
 

@@ -14,10 +14,12 @@ use std::path::{Path, PathBuf};
 use serde_json::{json, Value};
 use tch::{Kind, Tensor};
 
+use crate::decoder::lora::merge_adapters;
 use crate::error::read_json;
 use crate::hub::INDEX_FILE;
 use crate::loader::{
-    alias_path, checkpoint_base, checkpoint_dir, resolve_spec, CHECKPOINT_WEIGHTS,
+    alias_path, checkpoint_base, checkpoint_dir, checkpoint_teacher, resolve_spec,
+    CHECKPOINT_ADAPTERS, CHECKPOINT_WEIGHTS,
 };
 use crate::{Error, Result};
 
@@ -166,7 +168,29 @@ fn write_folder(
         .and_then(Value::as_bool)
         .unwrap_or(false);
 
+    let read = |file: &Path| {
+        Tensor::read_safetensors(file)
+            .map_err(|e| Error::Invalid(format!("{}: {e}", file.display())))
+    };
     let tensors: Vec<(String, Tensor)> = match (ckpt, base_tensors) {
+        // LoRA: the base weights with `s B A` added, a plain model.
+        (Some(c), base_tensors) if c.join(CHECKPOINT_ADAPTERS).is_file() => {
+            let lora = checkpoint_teacher(c)?.lora.ok_or_else(|| {
+                Error::Invalid(format!(
+                    "checkpoint {}: it holds {CHECKPOINT_ADAPTERS} but its config has no \
+                     [teacher.lora]",
+                    c.display()
+                ))
+            })?;
+            let mut weights = match base_tensors {
+                Some(t) => t,
+                None => read_folder_weights(&path)?,
+            };
+            let adapters = read(&c.join(CHECKPOINT_ADAPTERS))?;
+            let merged = merge_adapters(&mut weights, &adapters, lora.scale())?;
+            tracing::info!(merged, "LoRA adapters merged into the base weights");
+            weights
+        }
         (Some(c), _) => {
             let file = c.join(CHECKPOINT_WEIGHTS);
             Tensor::read_safetensors(&file)

@@ -33,14 +33,15 @@ pub use cuda_graph::{
     cuda_graphs_available, cuda_graphs_enabled_by_env, cuda_peak_memory, cuda_reset_peak_memory,
     CudaGraph,
 };
-pub use decoder::{target_logprobs, DecoderLm, KvCache};
+pub use decoder::{lora, target_logprobs, DecoderLm, KvCache};
 pub use device::{cuda_device_count, select_device, torch_info};
 pub use error::{BoxError, Error, Result};
 pub use generate::{sample, Generation, Generator};
 pub use gpt2::{GPT2ForSequenceClassification, Gpt2Config, Gpt2Error};
 pub use loader::{
-    alias_path, check_vocab, checkpoint_base, checkpoint_dir, dtype_kind, resolve_spec,
-    LoadedModel, CHECKPOINT_CONFIG, CHECKPOINT_WEIGHTS, SMOLLM2_ALIAS, SMOLLM2_FILE,
+    alias_path, check_vocab, checkpoint_base, checkpoint_dir, checkpoint_teacher, dtype_kind,
+    resolve_spec, LoadedModel, CHECKPOINT_ADAPTERS, CHECKPOINT_CONFIG, CHECKPOINT_WEIGHTS,
+    SMOLLM2_ALIAS, SMOLLM2_FILE,
 };
 pub use student::LocalStudent;
 pub use student_http::{Backoff, HttpStats, HttpStudent, HttpStudentError};

@@ -47,9 +47,24 @@ impl LoadedModel {
     /// (`org/name[@revision]`, `org/name/FILE.gguf`) from the hub cache, downloaded when missing.
     pub fn load(spec: &str, device: Device, kind: Kind) -> Result<Self> {
         if let Some(ckpt) = checkpoint_dir(Path::new(spec))? {
-            let base = checkpoint_base(&ckpt)?;
-            let mut m = Self::load(&base, device, kind)?;
-            m.load_checkpoint_weights(&ckpt.join(CHECKPOINT_WEIGHTS))?;
+            let teacher = checkpoint_teacher(&ckpt)?;
+            let mut m = Self::load(&teacher.model, device, kind)?;
+            let adapters = ckpt.join(CHECKPOINT_ADAPTERS);
+            if adapters.is_file() {
+                let lora = teacher.lora.ok_or_else(|| {
+                    Error::Invalid(format!(
+                        "checkpoint {}: it holds {CHECKPOINT_ADAPTERS} but its {CHECKPOINT_CONFIG} \
+                         has no [teacher.lora] (rank, alpha, targets)",
+                        ckpt.display()
+                    ))
+                })?;
+                m.model.add_lora(&lora, 0)?;
+                m.model.load_adapters(&adapters)?;
+                // For inference: no gradients, so no dropout either.
+                m.model.var_store_mut().freeze();
+            } else {
+                m.load_checkpoint_weights(&ckpt.join(CHECKPOINT_WEIGHTS))?;
+            }
             m.name = spec.to_string();
             return Ok(m);
         }
@@ -285,6 +300,8 @@ pub fn check_vocab(model: &str, tokenizer: &Tokenizer, config: &DecoderConfig) -
 
 /// The weights file of a trainer checkpoint folder.
 pub const CHECKPOINT_WEIGHTS: &str = wst_core::layout::MODEL_FILE;
+/// The LoRA adapters of a checkpoint of a `[teacher.lora]` run (in place of the weights).
+pub const CHECKPOINT_ADAPTERS: &str = wst_core::layout::ADAPTER_FILE;
 /// The config a checkpoint (and a run folder) was trained with.
 pub const CHECKPOINT_CONFIG: &str = wst_core::layout::CONFIG_FILE;
 
@@ -293,7 +310,11 @@ pub const CHECKPOINT_CONFIG: &str = wst_core::layout::CONFIG_FILE;
 /// a checkpoint's `model.safetensors`. `Ok(None)` for any other path.
 pub fn checkpoint_dir(path: &Path) -> Result<Option<PathBuf>> {
     let is_ckpt = wst_core::RunLayout::is_checkpoint;
-    if path.is_file() && path.file_name().is_some_and(|n| n == CHECKPOINT_WEIGHTS) {
+    if path.is_file()
+        && path
+            .file_name()
+            .is_some_and(|n| n == CHECKPOINT_WEIGHTS || n == CHECKPOINT_ADAPTERS)
+    {
         let dir = path.parent().unwrap_or(Path::new("."));
         return Ok(is_ckpt(dir).then(|| dir.to_path_buf()));
     }
@@ -326,6 +347,12 @@ pub fn checkpoint_dir(path: &Path) -> Result<Option<PathBuf>> {
 
 /// The base model a checkpoint was trained from: `teacher.model` of its `config.toml`.
 pub fn checkpoint_base(ckpt: &Path) -> Result<String> {
+    Ok(checkpoint_teacher(ckpt)?.model)
+}
+
+/// The `[teacher]` a checkpoint was trained with (base model, LoRA settings), from its
+/// `config.toml`.
+pub fn checkpoint_teacher(ckpt: &Path) -> Result<wst_core::TeacherConfig> {
     let path = ckpt.join(CHECKPOINT_CONFIG);
     let cfg = wst_core::Config::load(&path, &[]).map_err(|e| {
         Error::Invalid(format!(
@@ -335,7 +362,7 @@ pub fn checkpoint_base(ckpt: &Path) -> Result<String> {
             wst_core::error_chain(&e)
         ))
     })?;
-    Ok(cfg.teacher.model)
+    Ok(cfg.teacher)
 }
 
 /// Finds the model folder or file a spec names, without loading it (for `--model` checks).

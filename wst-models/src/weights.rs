@@ -287,7 +287,13 @@ impl WeightStore {
     /// is converted to the variable's, so f32 checkpoint weights load into a bf16 model). Every
     /// missing name is reported at once; tensors left over are in [`WeightStore::unused`].
     pub fn load_into(&mut self, vs: &nn::VarStore) -> Result<()> {
-        let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+        let vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+        self.load_vars(vars)
+    }
+
+    /// Fills the given variables (name, handle) as [`WeightStore::load_into`] does, e.g. only
+    /// the trainable ones (LoRA adapters).
+    pub fn load_vars(&mut self, mut vars: Vec<(String, Tensor)>) -> Result<()> {
         vars.sort_by(|a, b| a.0.cmp(&b.0));
         let missing: Vec<&str> = vars
             .iter()

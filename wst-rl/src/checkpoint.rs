@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! RUN_DIR/checkpoints/step-00000010/
-//!     model.safetensors      teacher weights (every VarStore variable)
+//!     model.safetensors      teacher weights (every VarStore variable), or for a LoRA run
+//!     adapter_model.safetensors + adapter_config.json   the adapters only (PEFT's layout)
 //!     optimizer.safetensors  AdamW moments and step count
 //!     trainer.json           TrainerState: next step, data cursor, RNG seed/stream
 //!     config.toml            the configuration it was trained with
@@ -14,11 +15,16 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use wst_core::atomic::{self, TMP_PREFIX};
+use wst_core::LoraConfig;
+use wst_models::lora;
+
+use crate::adamw::AdamW;
 
 use crate::{Error, Result};
 
 pub use wst_core::layout::{
-    CHECKPOINTS_DIR as CHECKPOINTS, CONFIG_FILE, MODEL_FILE, OPTIMIZER_FILE, STATE_FILE,
+    ADAPTER_CONFIG_FILE, ADAPTER_FILE, CHECKPOINTS_DIR as CHECKPOINTS, CONFIG_FILE, MODEL_FILE,
+    OPTIMIZER_FILE, STATE_FILE,
 };
 
 /// What the trainer needs, besides weights and optimiser, to continue exactly.
@@ -40,6 +46,22 @@ pub struct TrainerState {
 /// file in the same folder, fsync, rename, fsync of the folder).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     atomic::write_file(path, bytes).map_err(|e| Error::io("cannot write", path, e))
+}
+
+/// Writes the LoRA adapters of a run into a checkpoint folder: the optimiser's f32 masters of
+/// the trainable variables (the adapters) under PEFT's names, and PEFT's `adapter_config.json`
+/// naming the base model, so `peft.PeftModel.from_pretrained(base, DIR)` loads the folder.
+pub fn save_adapters(opt: &AdamW, lora: &LoraConfig, base: &str, dir: &Path) -> Result<()> {
+    let named: Vec<(String, tch::Tensor)> = opt
+        .master_weights()
+        .into_iter()
+        .map(|(n, t)| (lora::to_peft_name(&n), t))
+        .collect();
+    tch::Tensor::write_safetensors(&named, dir.join(ADAPTER_FILE))?;
+    let json = serde_json::to_string_pretty(&lora::adapter_config_json(lora, base))
+        .map_err(|e| Error::Contract(format!("adapter_config.json: {e}")))?;
+    let path = dir.join(ADAPTER_CONFIG_FILE);
+    fs::write(&path, json + "\n").map_err(|e| Error::io("cannot write", &path, e))
 }
 
 /// The folder of the checkpoint after `step` completed steps.

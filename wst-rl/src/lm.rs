@@ -24,7 +24,8 @@ pub struct LmPolicy {
 }
 
 impl LmPolicy {
-    /// The policy of `model`; every weight is trainable.
+    /// The policy of `model`: the optimiser trains the trainable variables of its store (every
+    /// weight, or only LoRA adapters after [`DecoderLm::add_lora`]).
     pub fn new(model: LoadedModel) -> Self {
         LmPolicy {
             model,

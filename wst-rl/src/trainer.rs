@@ -147,11 +147,31 @@ impl<'a> Trainer<'a> {
         let state = checkpoint::read_state(&dir)?;
         let mut t = Self::build(config, parts, run_dir)?;
         // The weights file holds the f32 masters: the variables get them cast to their kind, the
-        // optimiser keeps them exact.
-        let model_file = dir.join(checkpoint::MODEL_FILE);
-        crate::lm::load_weights(t.parts.policy.vars_mut(), &model_file)?;
-        t.optimizer
-            .load_masters(&mut WeightStore::open_files(&[model_file])?)?;
+        // optimiser keeps them exact. A LoRA checkpoint holds the adapters only.
+        if t.config.teacher.lora.is_some() {
+            let file = dir.join(checkpoint::ADAPTER_FILE);
+            if !file.is_file() {
+                return Err(Error::Checkpoint {
+                    path: dir.clone(),
+                    reason: format!("no {} (a LoRA run's adapters)", checkpoint::ADAPTER_FILE),
+                });
+            }
+            let mut store = wst_models::lora::adapter_store(&file)?;
+            store.load_vars(crate::adamw::trainable(t.parts.policy.vars()))?;
+            let unused = store.unused();
+            if !unused.is_empty() {
+                return Err(Error::Checkpoint {
+                    path: file,
+                    reason: format!("adapters the teacher does not have: {}", unused.join(", ")),
+                });
+            }
+            t.optimizer.load_masters(&mut store)?;
+        } else {
+            let model_file = dir.join(checkpoint::MODEL_FILE);
+            crate::lm::load_weights(t.parts.policy.vars_mut(), &model_file)?;
+            t.optimizer
+                .load_masters(&mut WeightStore::open_files(&[model_file])?)?;
+        }
         t.optimizer.load(&dir.join(checkpoint::OPTIMIZER_FILE))?;
         t.parts.prompts.set_position(state.data_position)?;
         t.step = state.step;
@@ -162,6 +182,25 @@ impl<'a> Trainer<'a> {
 
     fn build(config: Config, parts: Parts<'a>, run_dir: PathBuf) -> Result<Self> {
         let g = &config.grpo;
+        if config.teacher.lora.is_some() {
+            let trainable = crate::adamw::trainable(parts.policy.vars());
+            let base: Vec<&str> = trainable
+                .iter()
+                .map(|(n, _)| n.as_str())
+                .filter(|n| !wst_models::lora::is_adapter_name(n))
+                .collect();
+            if trainable.is_empty() || !base.is_empty() {
+                return Err(Error::Config(format!(
+                    "teacher.lora is set, but the teacher's trainable weights are not its LoRA \
+                     adapters (add them with DecoderLm::add_lora); trainable base weights: {}",
+                    if base.is_empty() {
+                        "none, and no adapters".to_string()
+                    } else {
+                        base.join(", ")
+                    }
+                )));
+            }
+        }
         let optimizer = AdamW::new(
             parts.policy.vars(),
             AdamWConfig {
@@ -332,12 +371,16 @@ impl<'a> Trainer<'a> {
         let vs = self.parts.policy.vars();
         let opt = &self.optimizer;
         let cfg = self.config.to_toml();
+        let teacher = &self.config.teacher;
         checkpoint::save(
             &self.run_dir,
             self.step,
             self.config.run.keep_checkpoints,
             |dir| {
-                opt.save_weights(vs, &dir.join(checkpoint::MODEL_FILE))?;
+                match &teacher.lora {
+                    Some(lora) => checkpoint::save_adapters(opt, lora, &teacher.model, dir)?,
+                    None => opt.save_weights(vs, &dir.join(checkpoint::MODEL_FILE))?,
+                }
                 opt.save(&dir.join(checkpoint::OPTIMIZER_FILE))?;
                 checkpoint::write_state(dir, &state)?;
                 std::fs::write(dir.join(checkpoint::CONFIG_FILE), &cfg)
@@ -470,6 +513,10 @@ impl<'a> Trainer<'a> {
                 samples.swap(i, j);
             }
         }
+        // Torch's generator draws the update's dropout masks (LoRA dropout): seeded per step, so
+        // a resumed run draws the same ones.
+        let mut torch_seed = self.config.run.seed ^ self.step.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        tch::manual_seed(wst_core::splitmix64(&mut torch_seed) as i64);
         let reference = match (&self.parts.reference, self.loss.beta > 0.0) {
             (Some(r), true) => Some(r.as_ref()),
             _ => None,

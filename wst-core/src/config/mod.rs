@@ -8,12 +8,13 @@ use serde::{Deserialize, Serialize};
 
 mod data;
 mod grpo;
+mod teacher;
 
 use data::data_problems;
 pub use data::{ArithLevel, DataConfig, DatasetKind};
 pub use grpo::{GrpoConfig, LossType, ScaleRewards, Schedule};
+pub use teacher::{LoraConfig, TeacherConfig, LORA_TARGETS};
 
-use crate::hub::{RepoId, RepoKind};
 use crate::InstructionRole;
 use crate::{Error, Result, RewardComponentConfig, RewardWeights, SamplingParams, TemplatesConfig};
 
@@ -98,54 +99,6 @@ impl Default for RunConfig {
             steps: 100,
             save_every: 0,
             keep_checkpoints: 2,
-        }
-    }
-}
-
-/// `[teacher]`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct TeacherConfig {
-    /// Local path (HF folder or `.gguf`) or a hub model id.
-    pub model: String,
-    /// The hub revision (branch, tag or commit) of a hub `model`; the same as `model@REVISION`.
-    /// `wst train` writes the commit it resolved into the run's `config.toml`, so a resume or a
-    /// rerun of that config loads the same weights.
-    pub revision: Option<String>,
-    /// Weight and compute type.
-    pub dtype: DType,
-    /// Sampling of instructions; `max_new_tokens` caps the instruction length.
-    pub sampling: SamplingParams,
-}
-
-impl TeacherConfig {
-    /// The model spec to load: `model@revision` for a hub id with `revision` set, else `model`.
-    pub fn model_spec(&self) -> String {
-        match (
-            &self.revision,
-            crate::hub::RepoId::parse(&self.model, RepoKind::Model),
-        ) {
-            (Some(rev), Some(id)) if !self.model.contains('@') => RepoId {
-                revision: rev.clone(),
-                ..id
-            }
-            .spec(),
-            _ => self.model.clone(),
-        }
-    }
-}
-
-impl Default for TeacherConfig {
-    fn default() -> Self {
-        TeacherConfig {
-            model: String::new(),
-            revision: None,
-            dtype: DType::Auto,
-            sampling: SamplingParams {
-                temperature: 1.0,
-                max_new_tokens: 64,
-                ..SamplingParams::default()
-            },
         }
     }
 }
@@ -378,44 +331,7 @@ impl Config {
             p.push("run.steps must be >= 1".into());
         }
 
-        if self.teacher.model.trim().is_empty() {
-            p.push("teacher.model must name a model (path, .gguf file or hub id)".into());
-        }
-        if let Some(rev) = &self.teacher.revision {
-            let named = RepoId::parse(&self.teacher.model, RepoKind::Model);
-            match named {
-                None => p.push(format!(
-                    "teacher.revision = \"{rev}\" but teacher.model `{}` is no hub id",
-                    self.teacher.model
-                )),
-                Some(id) if self.teacher.model.contains('@') && id.revision != *rev => {
-                    p.push(format!(
-                        "teacher.revision = \"{rev}\" but teacher.model names revision `{}`",
-                        id.revision
-                    ))
-                }
-                Some(_) => {}
-            }
-        }
-        p.extend(self.teacher.sampling.problems("teacher.sampling"));
-        // The loss scores instructions under softmax(logits / temperature): a truncated
-        // sampling distribution would make every update off-policy.
-        if self.teacher.sampling.top_p < 1.0 {
-            p.push(format!(
-                "teacher.sampling.top_p = {} is not supported: the GRPO loss scores instructions \
-                 under softmax(logits / temperature), so top-p truncation would make the update \
-                 off-policy; set top_p = 1.0 (the temperature alone shapes the teacher)",
-                self.teacher.sampling.top_p
-            ));
-        }
-        if self.teacher.sampling.top_k > 0 {
-            p.push(format!(
-                "teacher.sampling.top_k = {} is not supported: the GRPO loss scores instructions \
-                 under softmax(logits / temperature), so top-k truncation would make the update \
-                 off-policy; set top_k = 0",
-                self.teacher.sampling.top_k
-            ));
-        }
+        p.extend(self.teacher.problems("teacher"));
         if self.teacher.sampling.is_greedy() && self.grpo.group_size > 1 {
             p.push(
                 "teacher.sampling.temperature is 0 (greedy): all G instructions of a group would \
