@@ -83,6 +83,41 @@ fn bench_train_step_reports_time_and_the_surrogate_loss() {
     assert!(v["tokens_per_s"].as_f64().unwrap() > 0.0);
     assert!(v["loss"].as_f64().unwrap().is_finite());
     assert!(v["peak_memory_bytes"].as_u64().unwrap() > 0);
+    assert_eq!(v["training"], "full");
+    assert_eq!(v["trainable_params"], v["params"]);
+}
+
+#[test]
+fn bench_train_step_with_lora_trains_the_adapters_only() {
+    let v = run_json(&[
+        "bench",
+        "train-step",
+        "--preset",
+        "smollm2-135m",
+        "--batch",
+        "2",
+        "--seq",
+        "8",
+        "--prompt-len",
+        "4",
+        "--lora-rank",
+        "4",
+        "--device",
+        "cpu",
+        "--warmup",
+        "0",
+        "--iters",
+        "1",
+        "--json",
+    ]);
+    assert_eq!(v["training"], "LoRA rank 4");
+    // SmolLM2-135M: 30 layers, hidden 576, MLP 1536, 9 heads, 3 key/value heads of 64.
+    let per_layer = 4 * ((576 + 576) * 2 + (576 + 192) * 2 + (576 + 1536) * 3);
+    assert_eq!(v["trainable_params"], 30 * per_layer);
+    assert!(v["params"].as_i64().unwrap() > 100_000_000);
+    assert!(v["loss"].as_f64().unwrap().is_finite());
+    // AdamW holds f32 moments of the adapters only.
+    assert_eq!(v["optimizer_state_bytes"], 2 * 4 * 30 * per_layer);
 }
 
 #[test]

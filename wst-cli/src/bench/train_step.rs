@@ -7,7 +7,7 @@ use anyhow::{bail, Result};
 use clap::Args;
 use serde_json::json;
 use tch::{Device, Kind, Tensor};
-use wst_core::GrpoConfig;
+use wst_core::{GrpoConfig, LoraConfig};
 use wst_rl::adamw::{AdamW, AdamWConfig};
 use wst_rl::loss::{LossDenom, LossParams};
 use wst_rl::update::{update, DecoderScorer, MicroBatch, MiniBatch, UpdateOptions};
@@ -42,6 +42,10 @@ pub struct TrainBench {
     /// every chunk's f32 logits) instead of one chunk at a time.
     #[arg(long)]
     one_pass_head: bool,
+    /// Train rank-R LoRA adapters (alpha = 2R) on every attention and MLP projection, the base
+    /// frozen, instead of every weight (0: full training).
+    #[arg(long, default_value_t = 0)]
+    lora_rank: i64,
     /// Untimed steps first.
     #[arg(long, default_value_t = 1)]
     warmup: usize,
@@ -73,7 +77,36 @@ pub fn run(a: TrainBench) -> Result<()> {
     }
     let device = device_of(a.model.device)?;
     let kind = kind_of(a.model.dtype, device);
-    let (model, name) = build_model(&a.model, device, kind)?;
+    if a.lora_rank < 0 {
+        bail!(
+            "--lora-rank must be >= 0 (0: full training), got {}",
+            a.lora_rank
+        );
+    }
+    let (mut model, name) = build_model(&a.model, device, kind)?;
+    let total_params: i64 = model
+        .var_store()
+        .variables()
+        .values()
+        .map(|t| t.numel() as i64)
+        .sum();
+    if a.lora_rank > 0 {
+        let lora = LoraConfig {
+            rank: a.lora_rank,
+            alpha: 2.0 * a.lora_rank as f64,
+            ..LoraConfig::default()
+        };
+        model.add_lora(&lora, a.model.seed as i64)?;
+    }
+    let trainable_params: i64 = wst_rl::adamw::trainable(model.var_store())
+        .iter()
+        .map(|(_, t)| t.numel() as i64)
+        .sum();
+    let training = if a.lora_rank > 0 {
+        format!("LoRA rank {}", a.lora_rank)
+    } else {
+        "full".to_string()
+    };
     let ids = random_ids(
         a.batch,
         a.seq,
@@ -173,24 +206,31 @@ pub fn run(a: TrainBench) -> Result<()> {
         "peak_memory_bytes": peak,
         "peak_memory_source": peak_source,
         "optimizer_state_bytes": state_bytes,
+        "training": training,
+        "params": total_params,
+        "trainable_params": trainable_params,
     });
     print_report(
         &v,
         a.json,
         &[
             format!(
-                "train-step {name} on {device:?} ({}): {} x {} tokens, micro-batch {}",
+                "train-step {name} on {device:?} ({}, {training}: {:.1}M of {:.1}M weights \
+                 trained): {} x {} tokens, micro-batch {}",
                 kind_name(kind),
+                trainable_params as f64 / 1e6,
+                total_params as f64 / 1e6,
                 a.batch,
                 a.seq,
                 a.micro_batch
             ),
             format!(
                 "{:.1} ms/step, {tokens_per_s:.0} tokens/s (median of {} steps), peak memory \
-                 {:.2} GiB ({peak_source})",
+                 {:.2} GiB ({peak_source}), optimizer state {:.2} GiB",
                 secs * 1e3,
                 a.iters,
-                gib(peak)
+                gib(peak),
+                gib(state_bytes)
             ),
         ],
     );
