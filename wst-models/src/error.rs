@@ -197,6 +197,15 @@ pub enum Error {
     /// Bad arguments to a model or generation call.
     #[error("{0}")]
     Invalid(String),
+
+    /// One input of a batch cannot be run (empty, too long, an id outside the vocabulary).
+    #[error("input {index}: {problem}")]
+    Input {
+        /// Position of the input in its batch.
+        index: usize,
+        /// What is wrong.
+        problem: String,
+    },
 }
 
 /// `Result` with [`Error`].

@@ -1,5 +1,11 @@
 //! GPT-2 sequence classifiers (`GPT2ForSequenceClassification`): the HH-RLHF reward models.
 //!
+//! Shaped like the decoder: [`Gpt2Config`] (from `config.json`), layers (layer norm, GPT-2's
+//! `Conv1D`, the block) whose weights are variables of one [`nn::VarStore`] under Hugging Face's
+//! names, filled by the crate's [`WeightStore`] (single or sharded safetensors; missing and
+//! misshapen tensors named with their file), errors of the crate's [`Error`], hub ids resolved by
+//! [`crate::hub`].
+//!
 //! The layout is Hugging Face's: `transformer.wte`, `transformer.wpe`, blocks
 //! `transformer.h.N.{ln_1, attn.c_attn, attn.c_proj, ln_2, mlp.c_fc, mlp.c_proj}`, the final
 //! `transformer.ln_f` and the head `score.weight` (`[num_labels, hidden]`, no bias). GPT-2's
@@ -9,177 +15,19 @@
 //! model's `n_positions`. The score is read at the last token whose id is not the pad id (pad =
 //! eos), as transformers does; batches are right-padded and masked, so a batch gives the same
 //! scores as its members one by one.
-//!
-//! A model is loaded from a local folder (`config.json`, `tokenizer.json`, `model.safetensors`)
-//! or from a hub id (`org/name`) through [`crate::hub`] (the cache, else a download).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+use tch::nn::{self, Init};
 use tch::{Device, Kind, Tensor};
-use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
+use tokenizers::{TruncationDirection, TruncationParams, TruncationStrategy};
 
-use crate::hub::is_hub_id;
-
-/// Errors of loading and running a GPT-2 classifier. Each names the file, tensor or input.
-#[derive(Debug, thiserror::Error)]
-pub enum Gpt2Error {
-    /// A file could not be read.
-    #[error("cannot read {path}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
-    },
-
-    /// `config.json` is not JSON of the expected shape.
-    #[error("{path}: not a valid GPT-2 config")]
-    ConfigParse {
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        #[source]
-        source: serde_json::Error,
-    },
-
-    /// `config.json` parses but describes something this code cannot run.
-    #[error("{path}: {problem}")]
-    BadConfig {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong.
-        problem: String,
-    },
-
-    /// `tokenizer.json` could not be loaded.
-    #[error("cannot load tokenizer {path}")]
-    Tokenizer {
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        #[source]
-        source: tokenizers::Error,
-    },
-
-    /// Text could not be tokenised.
-    #[error("cannot tokenize pair {index}")]
-    Encode {
-        /// Position of the pair in its batch.
-        index: usize,
-        /// The cause.
-        #[source]
-        source: tokenizers::Error,
-    },
-
-    /// The weights file could not be read as safetensors.
-    #[error("cannot read safetensors file {path}")]
-    Safetensors {
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        #[source]
-        source: tch::TchError,
-    },
-
-    /// A tensor the model needs is absent from the weights file.
-    #[error("{path}: tensor `{tensor}` is missing")]
-    MissingTensor {
-        /// The tensor.
-        tensor: String,
-        /// The weights file.
-        path: PathBuf,
-    },
-
-    /// A tensor has a shape other than the config implies.
-    #[error("{path}: tensor `{tensor}` has shape {found:?}, expected {expected:?}")]
-    BadShape {
-        /// The tensor.
-        tensor: String,
-        /// The weights file.
-        path: PathBuf,
-        /// The shape the config implies.
-        expected: Vec<i64>,
-        /// The shape in the file.
-        found: Vec<i64>,
-    },
-
-    /// The tokenizer knows ids that the embedding has no row for.
-    #[error("{path}: tokenizer has {tokenizer} tokens but the model's vocab_size is {model}")]
-    VocabMismatch {
-        /// The tokenizer file.
-        path: PathBuf,
-        /// Tokens in the tokenizer, added tokens included.
-        tokenizer: usize,
-        /// Rows of `transformer.wte.weight`.
-        model: i64,
-    },
-
-    /// A local model folder lacks a file.
-    #[error(
-        "{path} is missing (a GPT-2 reward-model folder needs config.json, model.safetensors and \
-         tokenizer.json, or vocab.json with merges.txt)"
-    )]
-    MissingFile {
-        /// The absent file.
-        path: PathBuf,
-    },
-
-    /// A hub id could not be resolved or downloaded.
-    #[error("reward model `{spec}`: {source}")]
-    Hub {
-        /// The hub id.
-        spec: String,
-        /// The cause (offline, gated, missing, network).
-        #[source]
-        source: Box<crate::Error>,
-    },
-
-    /// Neither a folder nor something shaped like a hub id.
-    #[error("reward model `{spec}` is neither a local folder nor a Hugging Face id (org/name)")]
-    NotFound {
-        /// What was given.
-        spec: String,
-    },
-
-    /// An input sequence without tokens.
-    #[error("input {index} has no tokens (query and response are both empty)")]
-    EmptyInput {
-        /// Position of the input in its batch.
-        index: usize,
-    },
-
-    /// An input sequence longer than the position table.
-    #[error("input {index} has {len} tokens, more than n_positions = {max}")]
-    TooLong {
-        /// Position of the input in its batch.
-        index: usize,
-        /// Its length.
-        len: usize,
-        /// The model's `n_positions`.
-        max: i64,
-    },
-
-    /// A token id outside the vocabulary.
-    #[error("input {index} holds token id {id}, outside the vocabulary of {vocab}")]
-    BadTokenId {
-        /// Position of the input in its batch.
-        index: usize,
-        /// The id.
-        id: i64,
-        /// The vocabulary size.
-        vocab: i64,
-    },
-
-    /// An error from libtorch.
-    #[error(transparent)]
-    Torch(#[from] tch::TchError),
-}
-
-/// `Result` with [`Gpt2Error`].
-pub type Result<T, E = Gpt2Error> = std::result::Result<T, E>;
+use crate::error::read_json;
+use crate::tokenizer::byte_level_bpe;
+use crate::weights::WeightStore;
+use crate::{hub, Error, Result};
 
 /// The fields of a GPT-2 `config.json` this model uses (Hugging Face names).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -231,19 +79,16 @@ fn yes() -> bool {
 }
 
 impl Gpt2Config {
-    /// Reads and checks `config.json`.
+    /// Reads and checks `config.json`; a bad field is an error naming the file and the field.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|source| Gpt2Error::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
         let cfg: Gpt2Config =
-            serde_json::from_str(&text).map_err(|source| Gpt2Error::ConfigParse {
+            serde_json::from_value(read_json(path)?).map_err(|source| Error::Json {
                 path: path.to_path_buf(),
                 source,
             })?;
-        let bad = |problem: String| Gpt2Error::BadConfig {
-            path: path.to_path_buf(),
+        let bad = |field: &str, problem: String| Error::Config {
+            origin: path.display().to_string(),
+            field: field.into(),
             problem,
         };
         for (name, v) in [
@@ -254,24 +99,29 @@ impl Gpt2Config {
             ("n_head", cfg.n_head),
         ] {
             if v <= 0 {
-                return Err(bad(format!("{name} must be >= 1, got {v}")));
+                return Err(bad(name, format!("must be >= 1, got {v}")));
             }
         }
         if cfg.n_embd % cfg.n_head != 0 {
-            return Err(bad(format!(
-                "n_embd = {} is not a multiple of n_head = {}",
-                cfg.n_embd, cfg.n_head
-            )));
+            return Err(bad(
+                "n_embd",
+                format!(
+                    "{} is not a multiple of n_head = {}",
+                    cfg.n_embd, cfg.n_head
+                ),
+            ));
         }
         if cfg.n_inner.is_some_and(|n| n <= 0) {
-            return Err(bad("n_inner must be >= 1".into()));
+            return Err(bad("n_inner", "must be >= 1".into()));
         }
         Activation::parse(&cfg.activation_function).ok_or_else(|| {
-            bad(format!(
-                "activation_function `{}` is not supported (gelu_new, gelu_pytorch_tanh, gelu, \
-                 relu)",
-                cfg.activation_function
-            ))
+            bad(
+                "activation_function",
+                format!(
+                    "`{}` is not supported (gelu_new, gelu_pytorch_tanh, gelu, relu)",
+                    cfg.activation_function
+                ),
+            )
         })?;
         Ok(cfg)
     }
@@ -308,169 +158,56 @@ impl Activation {
     }
 }
 
-/// Says which needed file a folder lacks, if any.
-type MissingFn = fn(&Path) -> Option<&'static str>;
-
-/// Resolves a model given as a local folder or a hub id to a folder where `missing` finds
-/// nothing absent.
-///
-/// The cache folder and id shape come from [`crate::hub`]; the search over every snapshot for
-/// one holding all of a classifier's files is this module's.
-fn resolve_model_dir(spec: &str, missing: MissingFn) -> Result<PathBuf> {
-    let path = Path::new(spec);
-    if path.is_dir() {
-        if let Some(f) = missing(path) {
-            return Err(Gpt2Error::MissingFile { path: path.join(f) });
-        }
-        return Ok(path.to_path_buf());
-    }
-    if !is_hub_id(spec) || path.exists() {
-        return Err(Gpt2Error::NotFound { spec: spec.into() });
-    }
-    let dir = crate::hub::resolve_model_dir(spec).map_err(|e| Gpt2Error::Hub {
-        spec: spec.into(),
-        source: Box::new(e),
-    })?;
-    match missing(&dir) {
-        Some(f) => Err(Gpt2Error::MissingFile { path: dir.join(f) }),
-        None => Ok(dir),
-    }
-}
-
-/// The first file a GPT-2 classifier folder lacks: `config.json`, `model.safetensors`, and
+/// The first file a GPT-2 classifier folder lacks: `config.json`, safetensors weights, and
 /// `tokenizer.json` or else `vocab.json` with `merges.txt`.
 fn missing_model_file(dir: &Path) -> Option<&'static str> {
     let absent = |f: &str| !dir.join(f).is_file();
-    ["config.json", "model.safetensors"]
-        .into_iter()
-        .find(|f| absent(f))
-        .or_else(|| {
-            if !absent("tokenizer.json") || !(absent("vocab.json") || absent("merges.txt")) {
-                None
-            } else {
-                Some("tokenizer.json")
-            }
-        })
+    if absent("config.json") {
+        return Some("config.json");
+    }
+    if absent("model.safetensors") && absent("model.safetensors.index.json") {
+        return Some("model.safetensors");
+    }
+    if absent("tokenizer.json") && (absent("vocab.json") || absent("merges.txt")) {
+        return Some("tokenizer.json");
+    }
+    None
 }
 
-/// The tokenizer of a model folder: `tokenizer.json`, or GPT-2's byte-level BPE built from
-/// `vocab.json` and `merges.txt` (with `<|endoftext|>` special) when that is absent.
-fn load_tokenizer(dir: &Path) -> Result<(Tokenizer, PathBuf)> {
+/// A model folder's missing file as an error.
+fn check_folder(dir: &Path) -> Result<()> {
+    match missing_model_file(dir) {
+        Some(f) => Err(Error::Invalid(format!(
+            "{} is missing (a GPT-2 reward-model folder needs config.json, model.safetensors \
+             and tokenizer.json, or vocab.json with merges.txt)",
+            dir.join(f).display()
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// The folder of a model given as a local folder or a hub id (cache, else download).
+fn resolve_dir(spec: &str) -> Result<PathBuf> {
+    let path = Path::new(spec);
+    if path.is_dir() {
+        return Ok(path.to_path_buf());
+    }
+    if path.exists() || !hub::is_hub_id(spec) {
+        return Err(Error::ModelNotFound { spec: spec.into() });
+    }
+    hub::resolve_model_dir(spec)
+}
+
+/// The tokenizer of a model folder (`tokenizer.json`, or GPT-2's byte-level BPE from
+/// `vocab.json` and `merges.txt`) and the file it came from.
+fn load_tokenizer(dir: &Path) -> Result<(tokenizers::Tokenizer, PathBuf)> {
     let path = dir.join("tokenizer.json");
     if path.is_file() {
-        let tok = Tokenizer::from_file(&path).map_err(|source| Gpt2Error::Tokenizer {
-            path: path.clone(),
-            source,
-        })?;
-        return Ok((tok, path));
+        let tok = crate::Tokenizer::from_file(&path)?;
+        return Ok((tok.inner().clone(), path));
     }
-    let (vocab, merges) = (dir.join("vocab.json"), dir.join("merges.txt"));
-    let err = |source| Gpt2Error::Tokenizer {
-        path: vocab.clone(),
-        source,
-    };
-    let bpe = tokenizers::models::bpe::BPE::from_file(
-        &vocab.to_string_lossy(),
-        &merges.to_string_lossy(),
-    )
-    .build()
-    .map_err(err)?;
-    let byte_level = tokenizers::pre_tokenizers::byte_level::ByteLevel::new(false, true, true);
-    let mut tok = Tokenizer::new(bpe);
-    tok.with_pre_tokenizer(Some(byte_level))
-        .with_decoder(Some(byte_level))
-        .with_post_processor(Some(byte_level));
-    if tok.token_to_id("<|endoftext|>").is_some() {
-        tok.add_special_tokens([tokenizers::AddedToken::from("<|endoftext|>", true)])
-            .map_err(err)?;
-    }
-    Ok((tok, vocab))
-}
-
-/// Named tensors of one safetensors file, taken out one by one with their shapes checked.
-///
-/// Private to this module until the shared safetensors loader lands.
-struct TensorSource {
-    path: PathBuf,
-    tensors: HashMap<String, Tensor>,
-    device: Device,
-    kind: Kind,
-}
-
-impl TensorSource {
-    fn open(path: &Path, device: Device, kind: Kind) -> Result<Self> {
-        if !path.is_file() {
-            return Err(Gpt2Error::MissingFile {
-                path: path.to_path_buf(),
-            });
-        }
-        let tensors = Tensor::read_safetensors(path)
-            .map_err(|source| Gpt2Error::Safetensors {
-                path: path.to_path_buf(),
-                source,
-            })?
-            .into_iter()
-            .collect();
-        Ok(TensorSource {
-            path: path.to_path_buf(),
-            tensors,
-            device,
-            kind,
-        })
-    }
-
-    /// The tensor `name` with shape `shape`, on the target device and kind.
-    fn take(&mut self, name: &str, shape: &[i64]) -> Result<Tensor> {
-        let t = self
-            .tensors
-            .remove(name)
-            .ok_or_else(|| Gpt2Error::MissingTensor {
-                tensor: name.into(),
-                path: self.path.clone(),
-            })?;
-        if t.size() != shape {
-            return Err(Gpt2Error::BadShape {
-                tensor: name.into(),
-                path: self.path.clone(),
-                expected: shape.to_vec(),
-                found: t.size(),
-            });
-        }
-        Ok(t.f_to_device(self.device)?.f_to_kind(self.kind)?)
-    }
-
-    /// Rows of a 2-D tensor, to learn `num_labels` from the file.
-    fn rows(&self, name: &str) -> Result<i64> {
-        let t = self
-            .tensors
-            .get(name)
-            .ok_or_else(|| Gpt2Error::MissingTensor {
-                tensor: name.into(),
-                path: self.path.clone(),
-            })?;
-        match t.size().as_slice() {
-            [rows, _] => Ok(*rows),
-            other => Err(Gpt2Error::BadShape {
-                tensor: name.into(),
-                path: self.path.clone(),
-                expected: vec![-1, -1],
-                found: other.to_vec(),
-            }),
-        }
-    }
-
-    /// Logs the tensors nobody took (attention-mask buffers of old checkpoints are expected).
-    fn report_unused(self) {
-        let mut unused: Vec<&String> = self
-            .tensors
-            .keys()
-            .filter(|k| !(k.ends_with(".attn.bias") || k.ends_with(".attn.masked_bias")))
-            .collect();
-        if !unused.is_empty() {
-            unused.sort();
-            tracing::warn!(file = %self.path.display(), ?unused, "unused tensors in GPT-2 weights");
-        }
-    }
+    let vocab = dir.join("vocab.json");
+    Ok((byte_level_bpe(&vocab, &dir.join("merges.txt"))?, vocab))
 }
 
 /// Layer norm with weight and bias.
@@ -481,12 +218,12 @@ struct LayerNorm {
 }
 
 impl LayerNorm {
-    fn load(src: &mut TensorSource, prefix: &str, n: i64, eps: f64) -> Result<Self> {
-        Ok(LayerNorm {
-            weight: src.take(&format!("{prefix}.weight"), &[n])?,
-            bias: src.take(&format!("{prefix}.bias"), &[n])?,
+    fn new(p: nn::Path, n: i64, eps: f64) -> Self {
+        LayerNorm {
+            weight: p.var("weight", &[n], Init::Const(1.0)),
+            bias: p.var("bias", &[n], Init::Const(0.0)),
             eps,
-        })
+        }
     }
 
     fn forward(&self, x: &Tensor) -> Tensor {
@@ -502,11 +239,11 @@ struct Conv1D {
 }
 
 impl Conv1D {
-    fn load(src: &mut TensorSource, prefix: &str, n_in: i64, n_out: i64) -> Result<Self> {
-        Ok(Conv1D {
-            weight: src.take(&format!("{prefix}.weight"), &[n_in, n_out])?,
-            bias: src.take(&format!("{prefix}.bias"), &[n_out])?,
-        })
+    fn new(p: nn::Path, n_in: i64, n_out: i64) -> Self {
+        Conv1D {
+            weight: p.var("weight", &[n_in, n_out], Init::Const(0.0)),
+            bias: p.var("bias", &[n_out], Init::Const(0.0)),
+        }
     }
 
     fn forward(&self, x: &Tensor) -> Tensor {
@@ -527,9 +264,8 @@ struct Block {
 }
 
 impl Block {
-    fn load(src: &mut TensorSource, cfg: &Gpt2Config, i: i64) -> Result<Self> {
-        let p = format!("transformer.h.{i}");
-        let (h, inner) = (cfg.n_embd, cfg.inner_size());
+    fn new(p: nn::Path, cfg: &Gpt2Config, i: i64) -> Self {
+        let (h, inner, eps) = (cfg.n_embd, cfg.inner_size(), cfg.layer_norm_epsilon);
         let head_dim = (cfg.n_embd / cfg.n_head) as f64;
         let mut scale = if cfg.scale_attn_weights {
             1.0 / head_dim.sqrt()
@@ -539,15 +275,15 @@ impl Block {
         if cfg.scale_attn_by_inverse_layer_idx {
             scale /= (i + 1) as f64;
         }
-        Ok(Block {
-            ln_1: LayerNorm::load(src, &format!("{p}.ln_1"), h, cfg.layer_norm_epsilon)?,
-            c_attn: Conv1D::load(src, &format!("{p}.attn.c_attn"), h, 3 * h)?,
-            attn_proj: Conv1D::load(src, &format!("{p}.attn.c_proj"), h, h)?,
-            ln_2: LayerNorm::load(src, &format!("{p}.ln_2"), h, cfg.layer_norm_epsilon)?,
-            c_fc: Conv1D::load(src, &format!("{p}.mlp.c_fc"), h, inner)?,
-            mlp_proj: Conv1D::load(src, &format!("{p}.mlp.c_proj"), inner, h)?,
+        Block {
+            ln_1: LayerNorm::new(&p / "ln_1", h, eps),
+            c_attn: Conv1D::new(&p / "attn" / "c_attn", h, 3 * h),
+            attn_proj: Conv1D::new(&p / "attn" / "c_proj", h, h),
+            ln_2: LayerNorm::new(&p / "ln_2", h, eps),
+            c_fc: Conv1D::new(&p / "mlp" / "c_fc", h, inner),
+            mlp_proj: Conv1D::new(&p / "mlp" / "c_proj", inner, h),
             scale,
-        })
+        }
     }
 
     /// `x`: `[B, T, H]`; `mask`: `[B, 1, T, T]` booleans (true = attend), or `None` for plain
@@ -580,7 +316,11 @@ impl Block {
 /// A GPT-2 sequence classifier with its tokenizer: the HH-RLHF reward models.
 pub struct GPT2ForSequenceClassification {
     config: Gpt2Config,
-    tokenizer: Tokenizer,
+    tokenizer: tokenizers::Tokenizer,
+    /// The tokenizer file (for errors).
+    origin: String,
+    /// The weights (frozen), under Hugging Face's names.
+    vs: nn::VarStore,
     wte: Tensor,
     wpe: Tensor,
     blocks: Vec<Block>,
@@ -589,8 +329,6 @@ pub struct GPT2ForSequenceClassification {
     score: Tensor,
     act: Activation,
     pad_id: i64,
-    device: Device,
-    kind: Kind,
 }
 
 impl std::fmt::Debug for GPT2ForSequenceClassification {
@@ -598,29 +336,28 @@ impl std::fmt::Debug for GPT2ForSequenceClassification {
         f.debug_struct("GPT2ForSequenceClassification")
             .field("config", &self.config)
             .field("pad_id", &self.pad_id)
-            .field("device", &self.device)
-            .field("kind", &self.kind)
+            .field("device", &self.device())
+            .field("kind", &self.kind())
             .finish_non_exhaustive()
     }
 }
 
 impl GPT2ForSequenceClassification {
-    /// Loads from a local folder (`config.json`, `tokenizer.json`, `model.safetensors`) or a hub
+    /// Loads from a local folder (`config.json`, `tokenizer.json`, safetensors weights) or a hub
     /// id (`org/name[@revision]`, from the Hugging Face cache or downloaded: [`crate::hub`]), in
     /// `kind` (f32, bf16, f16) on `device`.
     pub fn load(path_or_id: &str, device: Device, kind: Kind) -> Result<Self> {
-        let dir = resolve_model_dir(path_or_id, missing_model_file)?;
-        Self::from_dir(&dir, device, kind)
+        Self::from_dir(&resolve_dir(path_or_id)?, device, kind)
     }
 
-    /// Loads from a local folder holding `config.json`, `model.safetensors` and
-    /// `tokenizer.json` (or GPT-2's `vocab.json` and `merges.txt`).
+    /// Loads from a local folder holding `config.json`, `model.safetensors` (or shards with
+    /// their index) and `tokenizer.json` (or GPT-2's `vocab.json` and `merges.txt`).
     pub fn from_dir(dir: &Path, device: Device, kind: Kind) -> Result<Self> {
-        if let Some(f) = missing_model_file(dir) {
-            return Err(Gpt2Error::MissingFile { path: dir.join(f) });
-        }
-        let config = Gpt2Config::from_file(&dir.join("config.json"))?;
+        check_folder(dir)?;
+        let config_path = dir.join("config.json");
+        let config = Gpt2Config::from_file(&config_path)?;
         let (mut tokenizer, tok_path) = load_tokenizer(dir)?;
+        let origin = tok_path.display().to_string();
         tokenizer.with_padding(None);
         tokenizer
             .with_truncation(Some(TruncationParams {
@@ -629,54 +366,97 @@ impl GPT2ForSequenceClassification {
                 strategy: TruncationStrategy::LongestFirst,
                 stride: 0,
             }))
-            .map_err(|source| Gpt2Error::Tokenizer {
-                path: tok_path.clone(),
+            .map_err(|source| Error::Tokenizer {
+                origin: origin.clone(),
                 source,
             })?;
         let n_tok = tokenizer.get_vocab_size(true);
         if i64::try_from(n_tok).unwrap_or(i64::MAX) > config.vocab_size {
-            return Err(Gpt2Error::VocabMismatch {
-                path: tok_path,
+            return Err(Error::VocabMismatch {
+                model: dir.display().to_string(),
                 tokenizer: n_tok,
-                model: config.vocab_size,
+                embedding: config.vocab_size as usize,
             });
         }
         let pad_id = config
             .pad_token_id
             .or(config.eos_token_id)
             .or_else(|| tokenizer.token_to_id("<|endoftext|>").map(i64::from))
-            .ok_or_else(|| Gpt2Error::BadConfig {
-                path: dir.join("config.json"),
-                problem: "no pad_token_id, no eos_token_id and no <|endoftext|> token: the \
-                          score position is undefined"
+            .ok_or_else(|| Error::Config {
+                origin: config_path.display().to_string(),
+                field: "pad_token_id".into(),
+                problem: "absent, and so are eos_token_id and a <|endoftext|> token: the score \
+                          position is undefined"
                     .into(),
             })?;
 
-        let mut src = TensorSource::open(&dir.join("model.safetensors"), device, kind)?;
+        let mut store = WeightStore::open(dir)?;
         let h = config.n_embd;
-        let num_labels = src.rows("score.weight")?;
+        let num_labels = match store.shape("score.weight").as_deref() {
+            Some([rows, _]) => *rows,
+            Some(other) => {
+                return Err(Error::TensorShape {
+                    tensor: "score.weight".into(),
+                    origin: store.origin().to_string(),
+                    expected: vec![-1, h],
+                    found: other.to_vec(),
+                })
+            }
+            None => {
+                return Err(Error::MissingTensor {
+                    tensor: "score.weight".into(),
+                    origin: store.origin().to_string(),
+                })
+            }
+        };
         if let Some(labels) = &config.id2label {
             if i64::try_from(labels.len()).ok() != Some(num_labels) {
-                return Err(Gpt2Error::BadShape {
-                    tensor: "score.weight".into(),
-                    path: src.path.clone(),
-                    expected: vec![labels.len() as i64, h],
-                    found: vec![num_labels, h],
+                return Err(Error::Config {
+                    origin: config_path.display().to_string(),
+                    field: "id2label".into(),
+                    problem: format!(
+                        "{} labels, but score.weight has {num_labels} rows",
+                        labels.len()
+                    ),
                 });
             }
         }
-        let wte = src.take("transformer.wte.weight", &[config.vocab_size, h])?;
-        let wpe = src.take("transformer.wpe.weight", &[config.n_positions, h])?;
+
+        let mut vs = nn::VarStore::new(device);
+        let root = vs.root();
+        let tr = &root / "transformer";
+        let wte = (&tr / "wte").var("weight", &[config.vocab_size, h], Init::Const(0.0));
+        let wpe = (&tr / "wpe").var("weight", &[config.n_positions, h], Init::Const(0.0));
         let blocks = (0..config.n_layer)
-            .map(|i| Block::load(&mut src, &config, i))
-            .collect::<Result<Vec<_>>>()?;
-        let ln_f = LayerNorm::load(&mut src, "transformer.ln_f", h, config.layer_norm_epsilon)?;
-        let score = src.take("score.weight", &[num_labels, h])?;
-        src.report_unused();
+            .map(|i| Block::new(&tr / "h" / i, &config, i))
+            .collect();
+        let ln_f = LayerNorm::new(&tr / "ln_f", h, config.layer_norm_epsilon);
+        let score = (&root / "score").var("weight", &[num_labels, h], Init::Const(0.0));
+        drop(root);
+        store.load_into(&vs)?;
+        // Attention-mask buffers of old checkpoints are expected leftovers.
+        let unused: Vec<String> = store
+            .unused()
+            .into_iter()
+            .filter(|k| !(k.ends_with(".attn.bias") || k.ends_with(".attn.masked_bias")))
+            .collect();
+        if !unused.is_empty() {
+            tracing::warn!(
+                origin = store.origin(),
+                ?unused,
+                "unused tensors in GPT-2 weights"
+            );
+        }
+        vs.freeze();
+        if kind != Kind::Float {
+            vs.set_kind(kind);
+        }
         let act = Activation::parse(&config.activation_function).unwrap_or(Activation::GeluTanh);
         Ok(GPT2ForSequenceClassification {
             config,
             tokenizer,
+            origin,
+            vs,
             wte,
             wpe,
             blocks,
@@ -684,8 +464,6 @@ impl GPT2ForSequenceClassification {
             score,
             act,
             pad_id,
-            device,
-            kind,
         })
     }
 
@@ -695,8 +473,13 @@ impl GPT2ForSequenceClassification {
     }
 
     /// The tokenizer.
-    pub fn tokenizer(&self) -> &Tokenizer {
+    pub fn tokenizer(&self) -> &tokenizers::Tokenizer {
         &self.tokenizer
+    }
+
+    /// The weights (frozen), under Hugging Face's names.
+    pub fn var_store(&self) -> &nn::VarStore {
+        &self.vs
     }
 
     /// The pad id (the eos id for GPT-2 reward models).
@@ -711,12 +494,12 @@ impl GPT2ForSequenceClassification {
 
     /// Where the weights live.
     pub fn device(&self) -> Device {
-        self.device
+        self.wte.device()
     }
 
     /// The weights' floating-point kind.
     pub fn kind(&self) -> Kind {
-        self.kind
+        self.wte.kind()
     }
 
     /// The ids of `query` followed by the ids of `response`, with no separator, truncated
@@ -729,7 +512,10 @@ impl GPT2ForSequenceClassification {
         let enc = self
             .tokenizer
             .encode((query, response), true)
-            .map_err(|source| Gpt2Error::Encode { index, source })?;
+            .map_err(|source| Error::Tokenizer {
+                origin: format!("{} (pair {index})", self.origin),
+                source,
+            })?;
         Ok(enc.get_ids().iter().map(|&i| i64::from(i)).collect())
     }
 
@@ -743,22 +529,22 @@ impl GPT2ForSequenceClassification {
             ));
         }
         for (index, ids) in batch.iter().enumerate() {
+            let bad = |problem: String| Error::Input { index, problem };
             if ids.is_empty() {
-                return Err(Gpt2Error::EmptyInput { index });
+                return Err(bad("no tokens (query and response are both empty)".into()));
             }
             if ids.len() as i64 > self.config.n_positions {
-                return Err(Gpt2Error::TooLong {
-                    index,
-                    len: ids.len(),
-                    max: self.config.n_positions,
-                });
+                return Err(bad(format!(
+                    "{} tokens, more than n_positions = {}",
+                    ids.len(),
+                    self.config.n_positions
+                )));
             }
             if let Some(&id) = ids.iter().find(|&&i| i < 0 || i >= self.config.vocab_size) {
-                return Err(Gpt2Error::BadTokenId {
-                    index,
-                    id,
-                    vocab: self.config.vocab_size,
-                });
+                return Err(bad(format!(
+                    "token id {id}, outside the vocabulary of {}",
+                    self.config.vocab_size
+                )));
             }
         }
         let t = batch.iter().map(Vec::len).max().unwrap_or(1);
@@ -777,14 +563,14 @@ impl GPT2ForSequenceClassification {
         let (b, t) = (b as i64, t as i64);
         let ids = Tensor::from_slice(&flat)
             .view([b, t])
-            .to_device(self.device);
+            .to_device(self.device());
         let mask = if lengths.iter().all(|&l| l == t) {
             None
         } else {
-            let pos = Tensor::arange(t, (Kind::Int64, self.device));
-            let lens = Tensor::from_slice(&lengths).to_device(self.device);
+            let pos = Tensor::arange(t, (Kind::Int64, self.device()));
+            let lens = Tensor::from_slice(&lengths).to_device(self.device());
             let key_ok = pos.unsqueeze(0).f_lt_tensor(&lens.unsqueeze(1))?; // [B, T]
-            let causal = Tensor::ones([t, t], (Kind::Bool, self.device)).tril(0);
+            let causal = Tensor::ones([t, t], (Kind::Bool, self.device())).tril(0);
             Some(
                 causal
                     .unsqueeze(0)
@@ -792,14 +578,14 @@ impl GPT2ForSequenceClassification {
                     .logical_and(&key_ok.view([b, 1, 1, t])),
             )
         };
-        let pos = Tensor::arange(t, (Kind::Int64, self.device));
+        let pos = Tensor::arange(t, (Kind::Int64, self.device()));
         let mut x = Tensor::f_embedding(&self.wte, &ids, -1, false, false)?
             + Tensor::f_embedding(&self.wpe, &pos, -1, false, false)?.unsqueeze(0);
         for block in &self.blocks {
             x = block.forward(&x, mask.as_ref(), self.config.n_head, self.act);
         }
-        let idx = Tensor::from_slice(&last).to_device(self.device);
-        let rows = Tensor::arange(b, (Kind::Int64, self.device));
+        let idx = Tensor::from_slice(&last).to_device(self.device());
+        let rows = Tensor::arange(b, (Kind::Int64, self.device()));
         let picked = x.f_index(&[Some(rows), Some(idx)])?; // [B, H]
         let logits = self.ln_f.forward(&picked).matmul(&self.score.tr());
         Ok(logits.to_kind(Kind::Float).to_device(Device::Cpu))
@@ -830,19 +616,11 @@ impl GPT2ForSequenceClassification {
         let mut scores = vec![0f32; encoded.len()];
         for chunk in order.chunks(bs) {
             let batch: Vec<Vec<i64>> = chunk.iter().map(|&i| encoded[i].clone()).collect();
+            // Errors name the pair's position in `pairs`, not in its length-sorted batch.
             let s = self.score_ids(&batch).map_err(|e| match e {
-                Gpt2Error::EmptyInput { index } => Gpt2Error::EmptyInput {
+                Error::Input { index, problem } => Error::Input {
                     index: chunk[index],
-                },
-                Gpt2Error::TooLong { index, len, max } => Gpt2Error::TooLong {
-                    index: chunk[index],
-                    len,
-                    max,
-                },
-                Gpt2Error::BadTokenId { index, id, vocab } => Gpt2Error::BadTokenId {
-                    index: chunk[index],
-                    id,
-                    vocab,
+                    problem,
                 },
                 other => other,
             })?;
@@ -860,7 +638,7 @@ mod tests {
 
     #[test]
     fn neither_folder_nor_id_is_refused() {
-        let e = resolve_model_dir("no-such-model-folder", missing_model_file).unwrap_err();
-        assert!(matches!(e, Gpt2Error::NotFound { .. }), "{e}");
+        let e = resolve_dir("no-such-model-folder").unwrap_err();
+        assert!(matches!(e, Error::ModelNotFound { .. }), "{e}");
     }
 }

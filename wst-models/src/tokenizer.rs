@@ -96,6 +96,31 @@ impl Tokenizer {
     }
 }
 
+/// GPT-2's byte-level BPE built from `vocab.json` and `merges.txt` (with `<|endoftext|>` as a
+/// special token when the vocabulary has it), for model folders without a `tokenizer.json`.
+pub(crate) fn byte_level_bpe(vocab: &Path, merges: &Path) -> Result<tokenizers::Tokenizer> {
+    let err = |source| Error::Tokenizer {
+        origin: format!("{} with {}", vocab.display(), merges.display()),
+        source,
+    };
+    let bpe = tokenizers::models::bpe::BPE::from_file(
+        &vocab.to_string_lossy(),
+        &merges.to_string_lossy(),
+    )
+    .build()
+    .map_err(err)?;
+    let byte_level = tokenizers::pre_tokenizers::byte_level::ByteLevel::new(false, true, true);
+    let mut tok = tokenizers::Tokenizer::new(bpe);
+    tok.with_pre_tokenizer(Some(byte_level))
+        .with_decoder(Some(byte_level))
+        .with_post_processor(Some(byte_level));
+    if tok.token_to_id("<|endoftext|>").is_some() {
+        tok.add_special_tokens([tokenizers::AddedToken::from("<|endoftext|>", true)])
+            .map_err(err)?;
+    }
+    Ok(tok)
+}
+
 fn preview(text: &str) -> String {
     text.chars().take(40).collect()
 }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 use tch::{Device, Kind, Tensor};
-use wst_models::{GPT2ForSequenceClassification, Gpt2Error};
+use wst_models::{Error, GPT2ForSequenceClassification};
 
 type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 
@@ -167,13 +167,20 @@ fn long_pairs_are_truncated_to_n_positions() -> TestResult {
 fn bad_inputs_are_errors() {
     let m = load(Kind::Float);
     let e = m.score_ids(&[vec![1], vec![]]).unwrap_err();
-    assert!(matches!(e, Gpt2Error::EmptyInput { index: 1 }), "{e}");
+    assert!(
+        matches!(&e, Error::Input { index: 1, problem } if problem.contains("no tokens")),
+        "{e}"
+    );
     let e = m.score_ids(&[vec![1, 99_999]]).unwrap_err();
     assert!(e.to_string().contains("99999"), "{e}");
     let e = m.score_ids(&[vec![1; 129]]).unwrap_err();
-    assert!(matches!(e, Gpt2Error::TooLong { len: 129, .. }), "{e}");
+    assert!(
+        matches!(&e, Error::Input { index: 0, problem } if problem.contains("129 tokens")),
+        "{e}"
+    );
+    // The position in the pairs given, not in the length-sorted batch.
     let e = m.score_pairs(&[("a", "b"), ("", "")], 2).unwrap_err();
-    assert!(matches!(e, Gpt2Error::EmptyInput { index: 1 }), "{e}");
+    assert!(matches!(e, Error::Input { index: 1, .. }), "{e}");
 }
 
 /// A copy of the tiny model folder whose weights went through `edit`.
@@ -194,7 +201,7 @@ fn missing_tensor_is_named_with_its_file() {
     let dir = damaged_copy(|t| t.retain(|(n, _)| n != "transformer.h.1.attn.c_proj.bias"));
     let e =
         GPT2ForSequenceClassification::from_dir(dir.path(), Device::Cpu, Kind::Float).unwrap_err();
-    assert!(matches!(e, Gpt2Error::MissingTensor { .. }), "{e}");
+    assert!(matches!(e, Error::MissingTensor { .. }), "{e}");
     let msg = e.to_string();
     assert!(
         msg.contains("transformer.h.1.attn.c_proj.bias") && msg.contains("model.safetensors"),
@@ -326,5 +333,41 @@ fn ragged_random_batches_equal_singles_and_trailing_pads_are_skipped() -> TestRe
     let a = m.score_ids(&[vec![5, 6, 0, 0]])?[0];
     let b = m.score_ids(&[vec![5, 6]])?[0];
     assert!((a - b).abs() < 1e-6, "{a} vs {b}");
+    Ok(())
+}
+
+#[test]
+fn sharded_weights_load_through_the_shared_loader() -> TestResult {
+    let src = tiny_dir();
+    let dir = tempfile::tempdir()?;
+    for f in ["config.json", "tokenizer.json"] {
+        std::fs::copy(src.join(f), dir.path().join(f))?;
+    }
+    let tensors = Tensor::read_safetensors(src.join("model.safetensors"))?;
+    let (a, b) = tensors.split_at(tensors.len() / 2);
+    let mut map = serde_json::Map::new();
+    for (file, part) in [
+        ("model-00001-of-00002.safetensors", a),
+        ("model-00002-of-00002.safetensors", b),
+    ] {
+        Tensor::write_safetensors(part, dir.path().join(file))?;
+        for (n, _) in part {
+            map.insert(n.clone(), file.into());
+        }
+    }
+    let index = serde_json::json!({ "metadata": {}, "weight_map": map });
+    std::fs::write(
+        dir.path().join("model.safetensors.index.json"),
+        index.to_string(),
+    )?;
+    let sharded = GPT2ForSequenceClassification::from_dir(dir.path(), Device::Cpu, Kind::Float)?;
+    let whole = load(Kind::Float);
+    let ids = vec![vec![5, 9, 33, 7], vec![1, 2]];
+    assert_eq!(sharded.score_ids(&ids)?, whole.score_ids(&ids)?);
+    assert!(sharded
+        .var_store()
+        .variables()
+        .values()
+        .all(|t| !t.requires_grad()));
     Ok(())
 }

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use tch::{Device, Kind};
 use wst_core::{Reward, RewardComponents, RewardConfig, RewardInput};
-use wst_models::{GPT2ForSequenceClassification, Gpt2Error};
+use wst_models::GPT2ForSequenceClassification;
 
 /// Errors of building a [`RewardModelReward`].
 #[derive(Debug, thiserror::Error)]
@@ -25,7 +25,7 @@ pub enum RewardModelError {
         spec: String,
         /// The cause.
         #[source]
-        source: Box<Gpt2Error>,
+        source: Box<wst_models::Error>,
     },
 
     /// No models were given.
