@@ -3,55 +3,9 @@
 //! metrics). Goal: < 5 %.
 
 use criterion::Criterion;
-use wst_core::{
-    Config, MemoryBaselines, MemorySink, Query, Result, Reward, RewardComponents, RewardInput,
-    SamplingParams, Student, StudentReply, StudentRequest, TemplatePreset, VecSource,
-};
+use wst_core::testing::{tiny_config, ExactReward, MockStudent};
+use wst_core::{Config, MemoryBaselines, MemorySink, Query, VecSource};
 use wst_rl::{Parts, StepMetrics, TinyConfig, TinyPolicy, Trainer};
-
-/// Answers instantly: the reference when the instruction mentions "check", else nonsense.
-struct InstantStudent;
-
-impl Student for InstantStudent {
-    fn id(&self) -> String {
-        "instant".into()
-    }
-    fn generate(
-        &mut self,
-        requests: &[StudentRequest<'_>],
-        _sampling: &SamplingParams,
-    ) -> Result<Vec<Vec<StudentReply>>> {
-        Ok(requests
-            .iter()
-            .map(|r| {
-                let good = r.instruction.is_some_and(|m| m.contains("check"));
-                let t = if good {
-                    r.query.reference.clone().unwrap_or_default()
-                } else {
-                    "no".into()
-                };
-                vec![StudentReply::text(t); r.k]
-            })
-            .collect())
-    }
-}
-
-struct Exact;
-
-impl Reward for Exact {
-    fn component_names(&self) -> Vec<String> {
-        vec!["correct".into()]
-    }
-    fn score(&mut self, inputs: &[RewardInput<'_>]) -> Result<Vec<RewardComponents>> {
-        Ok(inputs
-            .iter()
-            .map(|i| {
-                let ok = i.query.reference.as_deref() == Some(i.reply);
-                RewardComponents::from_pairs([("correct", f64::from(u8::from(ok)))])
-            })
-            .collect())
-    }
-}
 
 fn words() -> Vec<String> {
     let mut w: Vec<String> = ["check", "carefully", "add", "the", "numbers"]
@@ -63,23 +17,10 @@ fn words() -> Vec<String> {
 }
 
 fn config() -> Config {
-    let mut c = Config::default();
-    c.run.name = "bench".into();
-    c.run.steps = 1_000_000;
-    c.teacher.model = "tiny".into();
-    c.teacher.sampling = SamplingParams {
-        temperature: 1.0,
-        max_new_tokens: 32,
-        ..SamplingParams::default()
-    };
-    c.student.model = "instant".into();
-    c.student.samples = 10;
-    c.student.baseline_samples = 10;
-    c.templates.preset = TemplatePreset::Arith;
-    c.grpo.batch_size = 8;
-    c.grpo.group_size = 8;
-    c.grpo.lr = 1e-3;
-    c.grpo.micro_batch_size = 16;
+    let mut c = tiny_config("bench", "instant", 1_000_000);
+    c.teacher.sampling.max_new_tokens = 32;
+    (c.student.samples, c.student.baseline_samples) = (10, 10);
+    (c.grpo.batch_size, c.grpo.micro_batch_size, c.grpo.lr) = (8, 16, 1e-3);
     c
 }
 
@@ -98,8 +39,9 @@ pub fn train_step(c: &mut Criterion) {
     let parts = Parts {
         policy: Box::new(TinyPolicy::new(&tiny)),
         reference: None,
-        student: Box::new(InstantStudent),
-        reward: Box::new(Exact),
+        // Answers instantly: the reference when the instruction says "check", else nonsense.
+        student: Box::new(MockStudent::keyed("instant", &["check"])),
+        reward: Box::new(ExactReward),
         prompts: Box::new(VecSource::new("bench", queries, 1, true)),
         sink: Box::new(&mut sink),
         baselines: Box::new(&mut baselines),

@@ -23,8 +23,8 @@ enum DataCommand {
 #[derive(Args, Debug)]
 struct StatsArgs {
     /// The layout: gsm8k, math500, hh-rlhf, arith or generic.
-    #[arg(long, value_parser = ["gsm8k", "math500", "hh-rlhf", "arith", "generic"])]
-    dataset: String,
+    #[arg(long)]
+    dataset: DatasetKind,
     /// A .jsonl, .jsonl.gz or .parquet file, a folder of them, or a hub dataset id in the local
     /// Hugging Face cache (not needed for arith).
     #[arg(long)]
@@ -48,8 +48,8 @@ struct StatsArgs {
     #[arg(long)]
     id_field: Option<String>,
     /// Arith: single-digit, two-digit, mixed or word.
-    #[arg(long, default_value = "single-digit", value_parser = ["single-digit", "two-digit", "mixed", "word"])]
-    arith_level: String,
+    #[arg(long, default_value_t = ArithLevel::SingleDigit)]
+    arith_level: ArithLevel,
     /// Arith: problems to generate.
     #[arg(long, default_value_t = 1000)]
     arith_count: usize,
@@ -59,25 +59,6 @@ struct StatsArgs {
     /// Example queries to print.
     #[arg(long, default_value_t = 2)]
     examples: usize,
-}
-
-fn dataset_kind(s: &str) -> DatasetKind {
-    match s {
-        "gsm8k" => DatasetKind::Gsm8k,
-        "math500" => DatasetKind::Math500,
-        "hh-rlhf" => DatasetKind::HhRlhf,
-        "generic" => DatasetKind::Generic,
-        _ => DatasetKind::Arith,
-    }
-}
-
-fn arith_level(s: &str) -> ArithLevel {
-    match s {
-        "two-digit" => ArithLevel::TwoDigit,
-        "mixed" => ArithLevel::Mixed,
-        "word" => ArithLevel::Word,
-        _ => ArithLevel::SingleDigit,
-    }
 }
 
 fn clip(s: &str, n: usize) -> String {
@@ -101,9 +82,7 @@ pub fn run(args: DataArgs) -> Result<()> {
 }
 
 fn stats(a: StatsArgs) -> Result<()> {
-    // clap has checked the values against the lists above.
-    let kind = dataset_kind(&a.dataset);
-    let level = arith_level(&a.arith_level);
+    let (kind, level) = (a.dataset, a.arith_level);
     let cfg = DataConfig {
         dataset: kind,
         path: a.path.as_ref().map(|p| p.to_string_lossy().into_owned()),

@@ -3,18 +3,18 @@
 
 use anyhow::{Context, Result};
 use clap::{ArgGroup, Args};
-use wst_core::{DType, DeviceChoice, SamplingParams};
+use wst_core::{DType, SamplingParams};
 use wst_models::{select_device, ChatMessage};
+
+use crate::args::ModelArgs;
 
 /// Arguments of `wst generate`.
 #[derive(Debug, Args)]
 #[command(group(ArgGroup::new("input").required(true).args(["chat", "prompt"])))]
 #[command(group(ArgGroup::new("mode").args(["greedy", "temperature"])))]
 pub struct GenerateArgs {
-    /// A Hugging Face model folder, a .gguf file, a model id in the local hub cache, `smollm2`,
-    /// a run folder or a checkpoint.
-    #[arg(long)]
-    model: String,
+    #[command(flatten)]
+    model: ModelArgs,
     /// System message (with --chat).
     #[arg(long, requires = "chat")]
     system: Option<String>,
@@ -48,25 +48,20 @@ pub struct GenerateArgs {
     /// Print {"prompt_ids", "output_ids", "text", "finish_reason"} as JSON.
     #[arg(long)]
     json: bool,
-    /// Run in bfloat16 (default: f32 on the CPU, bf16 on CUDA).
-    #[arg(long)]
+    /// The same as `--dtype bf16`.
+    #[arg(long, conflicts_with = "dtype")]
     bf16: bool,
-    /// Device: cpu, cuda or auto.
-    #[arg(long, default_value = "auto")]
-    device: String,
 }
 
 /// Runs `wst generate`.
 pub fn run(args: GenerateArgs) -> Result<()> {
-    let choice = match args.device.as_str() {
-        "cpu" => DeviceChoice::Cpu,
-        "cuda" => DeviceChoice::Cuda,
-        "auto" => DeviceChoice::Auto,
-        other => anyhow::bail!("--device must be cpu, cuda or auto, got `{other}`"),
+    let device = select_device(args.model.on.device)?;
+    let dtype = if args.bf16 {
+        DType::Bf16
+    } else {
+        args.model.on.dtype
     };
-    let device = select_device(choice)?;
-    let dtype = if args.bf16 { DType::Bf16 } else { DType::Auto };
-    let model = crate::wiring::load_model(&args.model, device, dtype)?;
+    let model = crate::wiring::load_model(&args.model.model, device, dtype)?;
 
     let prompt_ids = match (&args.chat, &args.prompt) {
         (Some(chat), _) => {

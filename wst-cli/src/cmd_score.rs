@@ -21,21 +21,12 @@ pub struct ScoreArgs {
     /// Score the prompt and response exactly as given, without the HH-RLHF format.
     #[arg(long)]
     raw: bool,
-    /// auto, cpu or cuda.
-    #[arg(long, default_value = "auto", value_parser = parse_device)]
+    /// Device: auto (CUDA when available, else the CPU), cpu or cuda.
+    #[arg(long, default_value_t = DeviceChoice::Auto)]
     device: DeviceChoice,
     /// Print `{"score", "prompt", "response", "input_ids"}` as JSON.
     #[arg(long)]
     json: bool,
-}
-
-fn parse_device(s: &str) -> Result<DeviceChoice, String> {
-    match s {
-        "auto" => Ok(DeviceChoice::Auto),
-        "cpu" => Ok(DeviceChoice::Cpu),
-        "cuda" => Ok(DeviceChoice::Cuda),
-        other => Err(format!("`{other}` is not one of auto, cpu, cuda")),
-    }
 }
 
 /// Runs `wst score`.

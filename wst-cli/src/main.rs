@@ -4,6 +4,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod args;
 mod cmd_data;
 mod cmd_demo;
 mod cmd_eval;

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use tch::Device;
-use wst_core::{Config, DType, PromptTemplates, Reward, RewardKind, Student, StudentKind};
+use wst_core::{Config, DType, PromptTemplates, Reward, RewardKind, Student, StudentBackend};
 use wst_models::{dtype_kind, resolve_spec, select_device, HttpStudent, LoadedModel, LocalStudent};
 use wst_reward::{MathReward, RewardModelReward};
 use wst_rl::LmPolicy;
@@ -99,19 +99,19 @@ pub fn load_model(spec: &str, device: Device, dtype: DType) -> Result<LoadedMode
 pub fn student(cfg: &Config, device: Device) -> Result<Box<dyn Student>> {
     let templates = templates(cfg)?;
     let s = &cfg.student;
-    Ok(match s.kind {
-        StudentKind::Local => {
-            let kind = dtype_kind(s.dtype, device);
+    Ok(match s.backend() {
+        StudentBackend::Local { dtype, batch_size } => {
+            let kind = dtype_kind(dtype, device);
             let model = LoadedModel::load(&s.model, device, kind)
                 .with_context(|| format!("student model `{}`", s.model))?;
             Box::new(
                 LocalStudent::new(model, templates)
-                    .with_batch_size(s.batch_size)
+                    .with_batch_size(batch_size)
                     .with_seed(cfg.run.seed)
                     .with_instruction_role(s.instruction_role),
             )
         }
-        StudentKind::Openai => Box::new(
+        StudentBackend::Openai { .. } => Box::new(
             HttpStudent::from_config(s, templates)
                 .with_context(|| format!("student endpoint for `{}`", s.model))?,
         ),
@@ -235,10 +235,14 @@ pub fn dry_run(cfg: &Config) -> Result<()> {
             .map_err(anyhow::Error::from),
     });
     checks.push(model_check("teacher", &cfg.teacher.model_spec()));
-    match cfg.student.kind {
-        StudentKind::Local => checks.push(model_check("student", &cfg.student.model)),
-        StudentKind::Openai => {
-            if let Some(var) = &cfg.student.api_key_env {
+    match cfg.student.backend() {
+        StudentBackend::Local { .. } => checks.push(model_check("student", &cfg.student.model)),
+        StudentBackend::Openai {
+            base_urls,
+            api_key_env,
+            ..
+        } => {
+            if let Some(var) = api_key_env {
                 checks.push(Check {
                     what: format!("student API key ${var}"),
                     outcome: match std::env::var_os(var) {
@@ -252,7 +256,7 @@ pub fn dry_run(cfg: &Config) -> Result<()> {
             let outcome = templates(cfg).and_then(|t| {
                 let http = HttpStudent::from_config(&cfg.student, t)?;
                 http.probe()?;
-                Ok(format!("reachable at {}", cfg.student.base_urls.join(", ")))
+                Ok(format!("reachable at {}", base_urls.join(", ")))
             });
             checks.push(Check {
                 what: format!("student endpoint `{}`", cfg.student.model),

@@ -1,18 +1,32 @@
 //! `wst bench generate|train-step|check` on the CPU with tiny sizes.
 
-use std::path::Path;
+use crate::{run_ok, tiny_model, wst};
 
-use super::wst;
-
+/// `wst ARGS...`, which must succeed: its stdout as JSON.
 fn run_json(args: &[&str]) -> serde_json::Value {
-    let out = wst().args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "wst {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = run_ok(wst().args(args));
     serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+/// `wst bench train-step --json` of the SmolLM2 shape on the CPU (batch 2, 8 tokens of which 4
+/// are the prompt, one timed step), `args` more.
+fn train_step(args: &[&str]) -> serde_json::Value {
+    let mut all = vec![
+        "bench",
+        "train-step",
+        "--preset",
+        "smollm2-135m",
+        "--batch",
+        "2",
+        "--seq",
+        "8",
+        "--prompt-len",
+        "4",
+    ];
+    all.extend_from_slice(args);
+    all.extend(["--device", "cpu", "--warmup", "0", "--iters", "1", "--json"]);
+    run_json(&all)
 }
 
 #[test]
@@ -54,29 +68,7 @@ fn bench_generate_reports_throughput_and_memory() {
 
 #[test]
 fn bench_train_step_reports_time_and_the_surrogate_loss() {
-    let v = run_json(&[
-        "bench",
-        "train-step",
-        "--preset",
-        "smollm2-135m",
-        "--batch",
-        "2",
-        "--seq",
-        "8",
-        "--prompt-len",
-        "4",
-        "--micro-batch",
-        "1",
-        "--chunk",
-        "2",
-        "--device",
-        "cpu",
-        "--warmup",
-        "0",
-        "--iters",
-        "1",
-        "--json",
-    ]);
+    let v = train_step(&["--micro-batch", "1", "--chunk", "2"]);
     assert_eq!(v["bench"], "train-step");
     assert_eq!(v["head"], "chunked-backward");
     assert!(v["ms_per_step"].as_f64().unwrap() > 0.0);
@@ -89,27 +81,7 @@ fn bench_train_step_reports_time_and_the_surrogate_loss() {
 
 #[test]
 fn bench_train_step_with_lora_trains_the_adapters_only() {
-    let v = run_json(&[
-        "bench",
-        "train-step",
-        "--preset",
-        "smollm2-135m",
-        "--batch",
-        "2",
-        "--seq",
-        "8",
-        "--prompt-len",
-        "4",
-        "--lora-rank",
-        "4",
-        "--device",
-        "cpu",
-        "--warmup",
-        "0",
-        "--iters",
-        "1",
-        "--json",
-    ]);
+    let v = train_step(&["--lora-rank", "4"]);
     assert_eq!(v["training"], "LoRA rank 4");
     // SmolLM2-135M: 30 layers, hidden 576, MLP 1536, 9 heads, 3 key/value heads of 64.
     let per_layer = 4 * ((576 + 576) * 2 + (576 + 192) * 2 + (576 + 1536) * 3);
@@ -148,7 +120,7 @@ fn bench_rejects_bad_sizes_with_a_message() {
 
 #[test]
 fn bench_check_passes_on_a_tiny_reference_model() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/testvectors/tiny-qwen2");
+    let dir = tiny_model();
     let model = dir.to_str().unwrap().to_string();
     let reference = dir.join("reference.json");
     let v = run_json(&[

@@ -1,32 +1,35 @@
 //! `wst data stats` and `wst report`.
 
 use std::path::PathBuf;
+use std::process::Output;
 
-use crate::wst;
+use crate::{ok, write_file, wst};
 
 fn shared(rel: &str) -> PathBuf {
-    let p = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/data")).join(rel);
+    let p = crate::shared().join("data").join(rel);
     assert!(p.exists(), "offline test asset {} is missing", p.display());
     p
 }
 
-fn ok_stdout(out: std::process::Output) -> String {
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+/// The stdout of a command that succeeded.
+fn ok_stdout(out: Output) -> String {
+    String::from_utf8(ok(out).stdout).unwrap()
+}
+
+/// `wst data stats ARGS...`, run to its end.
+fn data_stats(args: &[&str]) -> Output {
+    wst().args(["data", "stats"]).args(args).output().unwrap()
 }
 
 #[test]
 fn data_stats_prints_rows_columns_and_examples() {
-    let out = wst()
-        .args(["data", "stats", "--dataset", "gsm8k", "--path"])
-        .arg(shared("gsm8k/test.jsonl"))
-        .output()
-        .unwrap();
-    let text = ok_stdout(out);
+    let gsm8k = shared("gsm8k/test.jsonl");
+    let text = ok_stdout(data_stats(&[
+        "--dataset",
+        "gsm8k",
+        "--path",
+        gsm8k.to_str().unwrap(),
+    ]));
     assert!(text.contains("rows        1319"), "{text}");
     assert!(text.contains("columns     answer, question"), "{text}");
     assert!(
@@ -35,27 +38,18 @@ fn data_stats_prints_rows_columns_and_examples() {
     );
     assert!(text.contains("reference: 18"), "{text}");
 
-    let out = wst()
-        .args(["data", "stats", "--dataset", "hh-rlhf", "--path"])
-        .arg(shared("hh-rlhf/helpful-base/test.parquet"))
-        .output()
-        .unwrap();
+    let hh = shared("hh-rlhf/helpful-base/test.parquet");
+    let out = data_stats(&["--dataset", "hh-rlhf", "--path", hh.to_str().unwrap()]);
     assert!(ok_stdout(out).contains("rows        2354"));
 
-    let out = wst()
-        .args([
-            "data",
-            "stats",
-            "--dataset",
-            "arith",
-            "--split",
-            "held-out",
-            "--arith-level",
-            "two-digit",
-        ])
-        .output()
-        .unwrap();
-    let text = ok_stdout(out);
+    let text = ok_stdout(data_stats(&[
+        "--dataset",
+        "arith",
+        "--split",
+        "held-out",
+        "--arith-level",
+        "two-digit",
+    ]));
     assert!(
         text.contains("dataset     arith/two-digit/held-out") && text.contains("What is "),
         "{text}"
@@ -65,33 +59,18 @@ fn data_stats_prints_rows_columns_and_examples() {
 #[test]
 fn data_stats_reports_bad_rows() {
     let dir = tempfile::tempdir().unwrap();
-    let p = dir.path().join("g.jsonl");
-    std::fs::write(
-        &p,
+    let p = write_file(
+        dir.path(),
+        "g.jsonl",
         "{\"question\": \"q\", \"answer\": \"#### 1\"}\n{\"question\": 1}\n",
-    )
-    .unwrap();
-    let out = wst()
-        .args(["data", "stats", "--dataset", "gsm8k", "--path"])
-        .arg(&p)
-        .output()
-        .unwrap();
+    );
+    let p = p.to_str().unwrap();
+    let out = data_stats(&["--dataset", "gsm8k", "--path", p]);
     assert!(!out.status.success());
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.contains("g.jsonl") && err.contains("line 2"), "{err}");
 
-    let out = wst()
-        .args([
-            "data",
-            "stats",
-            "--skip-bad-rows",
-            "--dataset",
-            "gsm8k",
-            "--path",
-        ])
-        .arg(&p)
-        .output()
-        .unwrap();
+    let out = data_stats(&["--skip-bad-rows", "--dataset", "gsm8k", "--path", p]);
     let text = ok_stdout(out);
     assert!(
         text.contains("(1 queries, 1 skipped)") && text.contains("line 2"),

@@ -1,31 +1,20 @@
 //! `wst eval`, `wst train` and `--dry-run` keep evaluation apart from training (overlap refused,
 //! a single file split by hash), and an API teacher never receives the student's key.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Write;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 
-use crate::wst;
+use wst_core::http_test::read_request;
 
-fn shared() -> PathBuf {
-    match std::env::var_os("WST_SHARED") {
-        Some(d) => PathBuf::from(d),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared"),
-    }
-}
-
-fn text(out: &std::process::Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&out.stdout).to_string(),
-        String::from_utf8_lossy(&out.stderr).to_string(),
-    )
-}
+use crate::{failed, line_with, ok, shared, text, tiny_model, with_config, write_file, wst};
 
 /// A config with the tiny random Qwen2 as teacher and student; `data` and `eval_data` are the
 /// bodies of `[data]` and `[eval.data]` (none: no `[eval.data]`).
 fn config(dir: &Path, data: &str, eval_data: Option<&str>) -> PathBuf {
-    let model = shared().join("testvectors/tiny-qwen2");
+    let model = tiny_model();
     let eval_data = eval_data
         .map(|d| format!("[eval.data]\n{d}\n"))
         .unwrap_or_default();
@@ -68,9 +57,7 @@ samples = 1
         out = dir.join("runs").display(),
         model = model.display()
     );
-    let path = dir.join("c.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+    write_file(dir, "c.toml", &text)
 }
 
 #[test]
@@ -81,17 +68,10 @@ fn eval_data_equal_to_the_training_data_is_refused_everywhere() {
     // The same file, read in order: every eval query is a training query.
     let cfg = config(dir.path(), &data, Some(&format!("{data}\nshuffle = false")));
 
-    let out = wst()
-        .args(["train", "--dry-run", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
+    let out = with_config(&["train", "--dry-run"], &cfg, &[]);
     let (stdout, stderr) = text(&out);
     assert!(!out.status.success(), "{stdout}");
-    let line = stdout
-        .lines()
-        .find(|l| l.contains("eval data"))
-        .unwrap_or_else(|| panic!("{stdout}"));
+    let line = line_with(&stdout, "eval data");
     assert!(line.starts_with("FAIL"), "{line}");
     assert!(
         line.contains("500 of 500 eval queries overlap the training queries"),
@@ -104,10 +84,10 @@ fn eval_data_equal_to_the_training_data_is_refused_everywhere() {
     assert!(stderr.contains("overlap"), "{stderr}");
 
     for args in [
-        vec!["train", "--quiet", "--config"],
-        vec!["eval", "--conditions", "none", "--config"],
+        vec!["train", "--quiet"],
+        vec!["eval", "--conditions", "none"],
     ] {
-        let out = wst().args(&args).arg(&cfg).output().unwrap();
+        let out = with_config(&args, &cfg, &[]);
         let (_, stderr) = text(&out);
         assert!(!out.status.success(), "{args:?}");
         assert!(
@@ -120,15 +100,10 @@ fn eval_data_equal_to_the_training_data_is_refused_everywhere() {
     // The same file without [eval.data] and with a holdout: split by hash, no overlap.
     let split = format!("{data}\nholdout = 0.2");
     let cfg = config(dir.path(), &split, None);
-    let out = wst()
-        .args(["train", "--dry-run", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    let (stdout, stderr) = text(&out);
-    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let out = ok(with_config(&["train", "--dry-run"], &cfg, &[]));
+    let stdout = text(&out).0;
     let count = |what: &str| -> usize {
-        let line = stdout.lines().find(|l| l.contains(what)).unwrap();
+        let line = line_with(&stdout, what);
         let tail = line.split(": ").nth(1).unwrap();
         tail.split(' ').next().unwrap().parse().unwrap()
     };
@@ -156,35 +131,16 @@ fn serve(reply: &'static str, fail_first: usize) -> (String, Seen) {
             let Ok(mut sock) = sock else { continue };
             let log = log.clone();
             std::thread::spawn(move || {
-                let mut reader = BufReader::new(sock.try_clone().unwrap());
-                let (mut auth, mut len) = (None, 0usize);
-                loop {
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                        return;
-                    }
-                    let line = line.trim_end();
-                    if line.is_empty() {
-                        break;
-                    }
-                    if let Some((k, v)) = line.split_once(':') {
-                        match k.to_ascii_lowercase().as_str() {
-                            "authorization" => auth = Some(v.trim().to_string()),
-                            "content-length" => len = v.trim().parse().unwrap_or(0),
-                            _ => {}
-                        }
-                    }
-                }
-                let mut body = vec![0u8; len];
-                if reader.read_exact(&mut body).is_err() {
+                let Some(req) = read_request(&mut sock) else {
                     return;
-                }
+                };
+                let auth = req.header("authorization").map(str::to_string);
                 let failing = {
                     let mut log = log.lock().unwrap();
                     log.push(auth);
                     log.len() <= fail_first
                 };
-                let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                let v: serde_json::Value = serde_json::from_str(&req.body).unwrap();
                 let (status, body) = if failing {
                     (
                         "500 Internal Server Error",
@@ -215,47 +171,61 @@ fn serve(reply: &'static str, fail_first: usize) -> (String, Seen) {
     (url, seen)
 }
 
+/// A student answering "The answer is 7." and an API teacher answering `instruction` (failing
+/// its first `teacher_fails` requests), both mock servers, and an arithmetic config in `dir`
+/// whose eval data is the test split with `eval_extra`: (config, student, teacher).
+fn api_setup(
+    dir: &Path,
+    instruction: &'static str,
+    teacher_fails: usize,
+    eval_extra: &str,
+) -> (PathBuf, (String, Seen), (String, Seen)) {
+    let student = serve("The answer is 7.", 0);
+    let teacher = serve(instruction, teacher_fails);
+    let eval_data = format!("dataset = \"arith\"\nsplit = \"test\"{eval_extra}");
+    let cfg = config(dir, "dataset = \"arith\"", Some(&eval_data));
+    (cfg, student, teacher)
+}
+
+/// `wst eval` of `cfg` on 3 problems into `dir/eval`, the student an `openai` one at
+/// `student_url` (no retries), the conditions `none,TEACHER`.
+fn api_eval(dir: &Path, cfg: &Path, student_url: &str, teacher: &str) -> Command {
+    let mut cmd = wst();
+    cmd.args(["eval", "--config"])
+        .arg(cfg)
+        .args([
+            "--set",
+            "student.kind=\"openai\"",
+            "--set",
+            "student.max_retries=0",
+            "--set",
+            "eval.limit=3",
+        ])
+        .arg("--set")
+        .arg(format!("student.base_urls=[\"{student_url}\"]"))
+        .arg("--conditions")
+        .arg(format!("none,{teacher}"))
+        .arg("--out")
+        .arg(dir.join("eval"));
+    cmd
+}
+
 #[test]
 fn an_api_teacher_never_gets_the_students_key() {
     let dir = tempfile::tempdir().unwrap();
-    let (student_url, student_seen) = serve("The answer is 7.", 0);
-    let (teacher_url, teacher_seen) = serve("Add the two numbers carefully.", 0);
-    let cfg = config(
-        dir.path(),
-        "dataset = \"arith\"",
-        Some("dataset = \"arith\"\nsplit = \"test\""),
-    );
-    let student = [
-        "--set",
-        "student.kind=\"openai\"",
-        "--set",
-        "student.api_key_env=\"WST_TEST_STUDENT_KEY\"",
-        "--set",
-        "student.max_retries=0",
-        "--set",
-        "eval.limit=3",
-    ];
+    let (cfg, (student_url, student_seen), (teacher_url, teacher_seen)) =
+        api_setup(dir.path(), "Add the two numbers carefully.", 0, "");
+    let teacher = format!("api-teacher:tiny-teacher@{teacher_url}");
     let eval = |extra: &[&str], teacher_key: Option<&str>| {
-        let mut cmd = wst();
-        cmd.args(["eval", "--config"])
-            .arg(&cfg)
-            .args(student)
-            .arg("--set")
-            .arg(format!("student.base_urls=[\"{student_url}\"]"))
-            .arg("--conditions")
-            .arg(format!("none,api-teacher:tiny-teacher@{teacher_url}"))
-            .arg("--out")
-            .arg(dir.path().join("eval"))
+        let mut cmd = api_eval(dir.path(), &cfg, &student_url, &teacher);
+        cmd.args(["--set", "student.api_key_env=\"WST_TEST_STUDENT_KEY\""])
             .args(extra)
             .env("WST_TEST_STUDENT_KEY", "student-secret");
         match teacher_key {
             Some(k) => cmd.env("WST_TEST_TEACHER_KEY", k),
             None => cmd.env_remove("WST_TEST_TEACHER_KEY"),
         };
-        let out = cmd.output().unwrap();
-        let (stdout, stderr) = text(&out);
-        assert!(out.status.success(), "{stdout}\n{stderr}");
-        stdout
+        text(&ok(cmd.output().unwrap())).0
     };
 
     let table = eval(&[], None);
@@ -296,34 +266,14 @@ fn an_api_teacher_never_gets_the_students_key() {
 #[test]
 fn a_failed_api_instruction_fails_its_condition_and_leaves_every_mean() {
     let dir = tempfile::tempdir().unwrap();
-    let (student_url, _) = serve("The answer is 7.", 0);
     // The teacher's first request fails (and is not retried): one problem has no instruction.
-    let (teacher_url, _) = serve("Add carefully.", 1);
-    let cfg = config(
-        dir.path(),
-        "dataset = \"arith\"",
-        Some("dataset = \"arith\"\nsplit = \"test\"\nshuffle = false"),
-    );
-    let out = wst()
-        .args(["eval", "--config"])
-        .arg(&cfg)
-        .args([
-            "--set",
-            "student.kind=\"openai\"",
-            "--set",
-            "student.max_retries=0",
-        ])
-        .args(["--set", "eval.limit=3"])
-        .arg("--set")
-        .arg(format!("student.base_urls=[\"{student_url}\"]"))
-        .arg("--conditions")
-        .arg(format!("none,api-teacher:t@{teacher_url}=api"))
-        .arg("--out")
-        .arg(dir.path().join("eval"))
+    let (cfg, (student_url, _), (teacher_url, _)) =
+        api_setup(dir.path(), "Add carefully.", 1, "\nshuffle = false");
+    let teacher = format!("api-teacher:t@{teacher_url}=api");
+    let out = ok(api_eval(dir.path(), &cfg, &student_url, &teacher)
         .output()
-        .unwrap();
+        .unwrap());
     let (stdout, stderr) = text(&out);
-    assert!(out.status.success(), "{stdout}\n{stderr}");
     // One failed instruction: a failed sample of the API teacher (not a reply without
     // instruction), and that problem leaves the means of both conditions.
     assert!(stdout.contains("| api | 2 | 2 | 1 |"), "{stdout}");
@@ -344,28 +294,13 @@ fn a_failed_api_instruction_fails_its_condition_and_leaves_every_mean() {
 fn holdout_is_validated() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), "dataset = \"math500\"\npath = \"x\"", None);
-    let out = wst()
-        .args(["config", "--config"])
-        .arg(&cfg)
-        .args(["--set", "data.holdout=1.5"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(
-        text(&out).1.contains("data.holdout must be in (0, 1)"),
-        "{}",
-        text(&out).1
-    );
+    let err = failed(&with_config(
+        &["config"],
+        &cfg,
+        &["--set", "data.holdout=1.5"],
+    ));
+    assert!(err.contains("data.holdout must be in (0, 1)"), "{err}");
     let cfg = config(dir.path(), "dataset = \"arith\"\nholdout = 0.2", None);
-    let out = wst()
-        .args(["config", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(
-        text(&out).1.contains("own held-out split"),
-        "{}",
-        text(&out).1
-    );
+    let err = failed(&with_config(&["config"], &cfg, &[]));
+    assert!(err.contains("own held-out split"), "{err}");
 }

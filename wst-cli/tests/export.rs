@@ -9,59 +9,69 @@ use serde_json::Value;
 use wst_core::hub::standin::StandInHub;
 use wst_core::hub::RepoKind;
 
-use crate::train::{repo, shared, text, tiny_config, train_quiet};
-use crate::wst;
+use crate::train::{tiny_setup, train_quiet};
+use crate::{
+    failed, ok, python_with, read_json, run_ok, shared, text, tiny_model, with_config, wst,
+};
 
 /// A Python with transformers (the project venv).
 fn python() -> PathBuf {
-    let out = Command::new("bash")
-        .arg(repo().join("scripts/ensure-pyarrow.sh"))
-        // The version that made ../shared/testvectors: later ones (5.24) rebuild a Qwen2
-        // tokenizer's pre-tokenizer instead of reading tokenizer.json's, and their ids differ.
-        .args(["transformers==5.17.0", "safetensors", "peft==0.21.2"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out).1);
-    PathBuf::from(text(&out).0.trim())
+    // The version that made ../shared/testvectors: later ones (5.24) rebuild a Qwen2
+    // tokenizer's pre-tokenizer instead of reading tokenizer.json's, and their ids differ.
+    python_with(&["transformers==5.17.0", "safetensors", "peft==0.21.2"])
 }
 
 /// Runs a Python script with arguments; its stdout parsed as JSON.
 fn run_python(script: &str, args: &[&str]) -> Value {
-    let out = Command::new(python())
-        .arg("-c")
-        .arg(script)
-        .args(args)
-        .env("TRANSFORMERS_OFFLINE", "1")
-        .env("HF_HUB_OFFLINE", "1")
-        .output()
-        .unwrap();
+    let out = run_ok(
+        Command::new(python())
+            .arg("-c")
+            .arg(script)
+            .args(args)
+            .env("TRANSFORMERS_OFFLINE", "1")
+            .env("HF_HUB_OFFLINE", "1"),
+    );
     let (stdout, stderr) = text(&out);
-    assert!(out.status.success(), "{stderr}");
     serde_json::from_str(stdout.lines().last().unwrap_or(""))
         .unwrap_or_else(|e| panic!("{e}: {stdout}\n{stderr}"))
 }
 
-/// Greedy ids of `wst generate --model M --prompt P`: (prompt ids, output ids).
-fn wst_greedy(model: &Path, prompt: &str, n: usize) -> (Value, Value) {
-    let out = wst()
-        .args(["generate", "--model"])
-        .arg(model)
-        .args([
-            "--prompt",
-            prompt,
-            "--greedy",
-            "--json",
-            "--device",
-            "cpu",
-            "--max-tokens",
-        ])
-        .arg(n.to_string())
+/// `wst generate --model M --prompt P --greedy --json --device cpu --max-tokens N` (`cmd` the
+/// `wst` to run): its JSON.
+fn greedy_json(mut cmd: Command, model: &str, prompt: &str, n: usize) -> Value {
+    let out = run_ok(
+        cmd.args(["generate", "--model", model, "--prompt", prompt])
+            .args(["--greedy", "--json", "--device", "cpu", "--max-tokens"])
+            .arg(n.to_string()),
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// How many tokens [`greedy_alike`] generates.
+const GREEDY_N: usize = 10;
+
+/// Greedy ids of `wst generate --prompt "What is 3 + 4?"`, which the export and the run it came
+/// from give alike: (prompt ids, output ids).
+fn greedy_alike(exported: &Path, run: &Path) -> (Value, Value) {
+    let greedy = |model: &Path| {
+        let v = greedy_json(wst(), model.to_str().unwrap(), "What is 3 + 4?", GREEDY_N);
+        (v["prompt_ids"].clone(), v["output_ids"].clone())
+    };
+    let from_export = greedy(exported);
+    assert_eq!(from_export, greedy(run));
+    from_export
+}
+
+/// `wst export FROM --out TO ARGS...`, run to its end.
+fn export(from: &Path, to: &Path, args: &[&str]) -> std::process::Output {
+    wst()
+        .arg("export")
+        .arg(from)
+        .arg("--out")
+        .arg(to)
+        .args(args)
         .output()
-        .unwrap();
-    let (stdout, stderr) = text(&out);
-    assert!(out.status.success(), "{stderr}");
-    let v: Value = serde_json::from_str(&stdout).unwrap();
-    (v["prompt_ids"].clone(), v["output_ids"].clone())
+        .unwrap()
 }
 
 const GREEDY: &str = r#"
@@ -78,11 +88,8 @@ print(json.dumps({"prompt_ids": ids, "output_ids": out[0, len(ids):].tolist(),
 
 #[test]
 fn export_of_a_tiny_trained_run_loads_in_transformers_with_the_same_greedy_tokens() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = tiny_config(dir.path());
-    let run = dir.path().join("runs/tiny");
-    let out = train_quiet(&cfg);
-    assert!(out.status.success(), "{}", text(&out).1);
+    let (dir, cfg, run) = tiny_setup();
+    ok(train_quiet(&cfg));
 
     // Two steps of a random tiny model rarely move it (its replies all score 0, so every
     // advantage is 0): the checkpoint's weights are changed by hand, so that an export of the
@@ -102,15 +109,7 @@ print(json.dumps({"tensors": len(t)}))
     assert!(edited["tensors"].as_u64().unwrap() > 10, "{edited}");
 
     let exported = dir.path().join("export-f32");
-    let out = wst()
-        .arg("export")
-        .arg(&run)
-        .arg("--out")
-        .arg(&exported)
-        .args(["--dtype", "f32"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out).1);
+    ok(export(&run, &exported, &["--dtype", "f32"]));
     for f in [
         "config.json",
         "model.safetensors",
@@ -127,20 +126,9 @@ print(json.dumps({"tensors": len(t)}))
         "{readme}"
     );
     // An existing folder is never overwritten.
-    let out = wst()
-        .arg("export")
-        .arg(&run)
-        .arg("--out")
-        .arg(&exported)
-        .output()
-        .unwrap();
-    assert!(!out.status.success() && text(&out).1.contains("exists"));
+    assert!(failed(&export(&run, &exported, &[])).contains("exists"));
 
-    let prompt = "What is 3 + 4?";
-    let n = 10;
-    let from_export = wst_greedy(&exported, prompt, n);
-    let from_run = wst_greedy(&run, prompt, n);
-    assert_eq!(from_export, from_run);
+    let from_export = greedy_alike(&exported, &run);
     let same = run_python(
         r#"
 import json, sys
@@ -165,7 +153,7 @@ print(json.dumps({"checkpoint": sum(int(a[k].equal(b[k])) for k in b if k in a),
         &[
             exported.to_str().unwrap(),
             &from_export.0.to_string(),
-            &n.to_string(),
+            &GREEDY_N.to_string(),
         ],
     );
     assert_eq!(hf["arch"], "Qwen2ForCausalLM");
@@ -177,19 +165,12 @@ print(json.dumps({"checkpoint": sum(int(a[k].equal(b[k])) for k in b if k in a),
 
     // bf16 and sharded: the dtype is the one asked for, and every shard is indexed.
     let sharded = dir.path().join("export-bf16");
-    let out = wst()
-        .arg("export")
-        .arg(run.join("checkpoints/step-00000002"))
-        .arg("--out")
-        .arg(&sharded)
-        .args(["--dtype", "bf16", "--max-shard-bytes", "60000"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out).1);
-    let index: Value = serde_json::from_str(
-        &std::fs::read_to_string(sharded.join("model.safetensors.index.json")).unwrap(),
-    )
-    .unwrap();
+    ok(export(
+        &run.join("checkpoints/step-00000002"),
+        &sharded,
+        &["--dtype", "bf16", "--max-shard-bytes", "60000"],
+    ));
+    let index = read_json(&sharded.join("model.safetensors.index.json"));
     let mut files: Vec<&str> = index["weight_map"]
         .as_object()
         .unwrap()
@@ -237,22 +218,18 @@ print(json.dumps({"peft_vs_merged": (a - b).abs().max().item(),
 
 #[test]
 fn a_lora_run_checkpoints_peft_adapters_and_exports_them_merged() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = tiny_config(dir.path());
-    let run = dir.path().join("runs/tiny");
+    let (dir, cfg, run) = tiny_setup();
     // `--set` creates the [teacher.lora] table; the other keys keep their defaults.
-    let out = wst()
-        .args(["train", "--quiet", "--config"])
-        .arg(&cfg)
-        .args([
+    ok(with_config(
+        &["train", "--quiet"],
+        &cfg,
+        &[
             "--set",
             "teacher.lora.rank=4",
             "--set",
             "teacher.lora.alpha=8",
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out).1);
+        ],
+    ));
     let ckpt = run.join("checkpoints/step-00000002");
     assert!(!ckpt.join("model.safetensors").exists());
     let saved = std::fs::read_to_string(ckpt.join("config.toml")).unwrap();
@@ -279,15 +256,7 @@ print(json.dumps({"tensors": len(t)}))
     assert_eq!(edited["tensors"], 2 * 2 * 7, "{edited}");
 
     let exported = dir.path().join("export-lora");
-    let out = wst()
-        .arg("export")
-        .arg(&run)
-        .arg("--out")
-        .arg(&exported)
-        .args(["--dtype", "f32"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out).1);
+    ok(export(&run, &exported, &["--dtype", "f32"]));
     let names = run_python(
         r#"
 import json, sys
@@ -307,19 +276,15 @@ print(json.dumps(sorted(load_file(sys.argv[1] + "/model.safetensors"))))
 
     // wst with the adapters unmerged (the run) and merged (the export) agree token for token,
     // and so does PEFT with the checkpoint's adapter files on the base model.
-    let prompt = "What is 3 + 4?";
-    let n = 10;
-    let from_export = wst_greedy(&exported, prompt, n);
-    let from_run = wst_greedy(&run, prompt, n);
-    assert_eq!(from_export, from_run);
+    let from_run = greedy_alike(&exported, &run);
     let peft = run_python(
         PEFT_CHECK,
         &[
-            shared().join("testvectors/tiny-qwen2").to_str().unwrap(),
+            tiny_model().to_str().unwrap(),
             ckpt.to_str().unwrap(),
             exported.to_str().unwrap(),
             &from_run.0.to_string(),
-            &n.to_string(),
+            &GREEDY_N.to_string(),
         ],
     );
     let scale = peft["scale"].as_f64().unwrap();
@@ -333,19 +298,14 @@ print(json.dumps(sorted(load_file(sys.argv[1] + "/model.safetensors"))))
 
 #[test]
 fn smollm2_export_tokenizer_and_chat_template_match_wst() {
-    let reference: Value = serde_json::from_str(
-        &std::fs::read_to_string(shared().join("testvectors/smollm2-135m-instruct-q4_1.json"))
-            .unwrap(),
-    )
-    .unwrap();
+    let reference = read_json(&shared().join("testvectors/smollm2-135m-instruct-q4_1.json"));
     let dir = tempfile::tempdir().unwrap();
     let exported = dir.path().join("smollm2");
-    let out = wst()
-        .args(["export", "smollm2", "--dtype", "f32", "--out"])
-        .arg(&exported)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out).1);
+    run_ok(
+        wst()
+            .args(["export", "smollm2", "--dtype", "f32", "--out"])
+            .arg(&exported),
+    );
     let refs = dir.path().join("reference.json");
     std::fs::write(&refs, reference.to_string()).unwrap();
     let v = run_python(
@@ -393,27 +353,8 @@ fn hub_ids_download_into_an_empty_hf_home_then_work_offline() {
     );
     let home = tempfile::tempdir().unwrap();
     let cmd = |offline: bool| hub_wst(home.path(), server.endpoint(), offline);
-    let generate = |offline: bool| {
-        let out = cmd(offline)
-            .args([
-                "generate",
-                "--model",
-                "org/tiny-qwen2",
-                "--prompt",
-                "Hi",
-                "--greedy",
-                "--json",
-                "--device",
-                "cpu",
-                "--max-tokens",
-                "4",
-            ])
-            .output()
-            .unwrap();
-        let (stdout, stderr) = text(&out);
-        assert!(out.status.success(), "{stderr}");
-        serde_json::from_str::<Value>(&stdout).unwrap()["output_ids"].clone()
-    };
+    let generate =
+        |offline: bool| greedy_json(cmd(offline), "org/tiny-qwen2", "Hi", 4)["output_ids"].clone();
     let first = generate(false);
     assert!(home
         .path()
@@ -438,8 +379,7 @@ fn hub_ids_download_into_an_empty_hf_home_then_work_offline() {
             .output()
             .unwrap()
     };
-    let out = stats(false);
-    assert!(out.status.success(), "{}", text(&out).1);
+    let out = ok(stats(false));
     assert!(text(&out).0.contains("1319"), "{}", text(&out).0);
     assert!(stats(true).status.success());
 
@@ -461,9 +401,8 @@ fn hub_ids_download_into_an_empty_hf_home_then_work_offline() {
         ])
         .output()
         .unwrap();
-    assert!(!out.status.success());
+    let err = failed(&out);
     assert!(t.elapsed() < std::time::Duration::from_secs(20));
-    let err = text(&out).1;
     assert!(
         err.contains("offline") && err.contains("org/tiny-qwen2"),
         "{err}"
@@ -473,33 +412,29 @@ fn hub_ids_download_into_an_empty_hf_home_then_work_offline() {
 #[test]
 fn a_hub_teacher_is_pinned_to_its_commit_in_the_run_config_and_resumes_offline() {
     let server = hub_with_tiny_qwen2();
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = tiny_config(dir.path());
+    let (_dir, cfg, run) = tiny_setup();
     let home = tempfile::tempdir().unwrap();
     let cmd = |offline: bool| hub_wst(home.path(), server.endpoint(), offline);
-    let out = cmd(false)
-        .args(["train", "--quiet", "--config"])
-        .arg(&cfg)
-        .args(["--set", "teacher.model=org/tiny-qwen2"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out).1);
+    run_ok(
+        cmd(false)
+            .args(["train", "--quiet", "--config"])
+            .arg(&cfg)
+            .args(["--set", "teacher.model=org/tiny-qwen2"]),
+    );
     let commit =
         std::fs::read_to_string(home.path().join("hub/models--org--tiny-qwen2/refs/main")).unwrap();
-    let run = dir.path().join("runs/tiny");
     let saved = std::fs::read_to_string(run.join("config.toml")).unwrap();
     assert!(
         saved.contains(&format!("revision = \"{}\"", commit.trim())),
         "{saved}"
     );
     // The pinned commit resolves from the cache alone.
-    let out = cmd(true)
-        .args(["train", "--quiet", "--resume"])
-        .arg(&run)
-        .args(["--set", "run.steps=3"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out).1);
+    run_ok(
+        cmd(true)
+            .args(["train", "--quiet", "--resume"])
+            .arg(&run)
+            .args(["--set", "run.steps=3"]),
+    );
 }
 
 /// `wst` with an empty-or-given `HF_HOME` and the stand-in hub as `HF_ENDPOINT` (no token, no
@@ -523,11 +458,7 @@ fn hub_wst(home: &Path, endpoint: &str, offline: bool) -> Command {
 fn hub_with_tiny_qwen2() -> StandInHub {
     let server = StandInHub::start().unwrap();
     server
-        .add_dir(
-            RepoKind::Model,
-            "org/tiny-qwen2",
-            &shared().join("testvectors/tiny-qwen2"),
-        )
+        .add_dir(RepoKind::Model, "org/tiny-qwen2", &tiny_model())
         .unwrap();
     server
 }

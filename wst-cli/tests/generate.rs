@@ -1,58 +1,36 @@
 //! `wst generate` on the real SmolLM2 GGUF against the Python reference.
 
-use std::path::{Path, PathBuf};
+use std::ffi::OsStr;
+use std::path::PathBuf;
+use std::process::Command;
 
-use super::wst;
+use serde_json::Value;
 
+use crate::{failed, read_json, run_ok, shared, tiny_model, wst};
+
+/// The SmolLM2 GGUF, found as `wst` finds its alias `smollm2`.
 fn smollm2_path() -> PathBuf {
-    let path = std::env::var_os("WST_SMOLLM2_GGUF")
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME")
-                .map(|h| PathBuf::from(h).join(".cache/wst/models/SmolLM2-135M-Instruct.Q4_1.gguf"))
-        })
-        .unwrap_or_default();
-    assert!(
-        path.is_file(),
-        "SmolLM2 GGUF not found at {path:?}: run `eval \"$(bash scripts/setup.sh)\"`"
-    );
-    path
+    wst_models::alias_path(wst_models::SMOLLM2_ALIAS)
+        .unwrap_or_else(|e| panic!("{e}: run `eval \"$(bash scripts/setup.sh)\"`"))
+        .expect("`smollm2` is an alias")
 }
 
-fn reference() -> serde_json::Value {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/testvectors/smollm2-135m-instruct-q4_1.json");
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("test asset {}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap()
+/// `wst generate --model MODEL --system "Be brief." --chat CHAT --greedy --max-tokens N --json
+/// --device cpu`, run by `cmd` (a `wst`), which must succeed: its JSON.
+fn greedy_chat(mut cmd: Command, model: impl AsRef<OsStr>, chat: &str, max_tokens: &str) -> Value {
+    let out = run_ok(
+        cmd.args(["generate", "--model"])
+            .arg(model)
+            .args(["--system", "Be brief.", "--chat", chat, "--greedy"])
+            .args(["--max-tokens", max_tokens, "--json", "--device", "cpu"]),
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 #[test]
 fn generate_greedy_json_matches_reference() {
-    let r = reference();
-    let out = wst()
-        .args(["generate", "--model"])
-        .arg(smollm2_path())
-        .args([
-            "--system",
-            "Be brief.",
-            "--chat",
-            "What is 2+2?",
-            "--greedy",
-            "--max-tokens",
-            "20",
-            "--json",
-            "--device",
-            "cpu",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let r = read_json(&shared().join("testvectors/smollm2-135m-instruct-q4_1.json"));
+    let v = greedy_chat(wst(), smollm2_path(), "What is 2+2?", "20");
     assert_eq!(v["prompt_ids"], r["greedy_20"]["input_ids"]);
     assert_eq!(v["output_ids"], r["greedy_20"]["output_ids"]);
     assert_eq!(v["finish_reason"], "stop");
@@ -71,8 +49,7 @@ fn generate_reports_a_missing_model() {
         ])
         .output()
         .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = failed(&out);
     assert!(
         err.contains("no-such-org/no-such-model") && err.contains("local"),
         "{err}"
@@ -81,7 +58,7 @@ fn generate_reports_a_missing_model() {
 
 #[test]
 fn generate_resolves_a_model_id_through_the_hub_cache() {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/testvectors/tiny-qwen2");
+    let src = tiny_model();
     assert!(src.is_dir(), "test asset {} is missing", src.display());
     let cache = tempfile::tempdir().unwrap();
     let repo = cache.path().join("models--wst-test--tiny-qwen2");
@@ -93,34 +70,10 @@ fn generate_resolves_a_model_id_through_the_hub_cache() {
         let p = entry.unwrap().path();
         std::fs::copy(&p, snap.join(p.file_name().unwrap())).unwrap();
     }
-    let reference: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(src.join("reference.json")).unwrap())
-            .unwrap();
-    let out = wst()
-        .env("HF_HUB_CACHE", cache.path())
-        .args([
-            "generate",
-            "--model",
-            "wst-test/tiny-qwen2",
-            "--system",
-            "Be brief.",
-            "--chat",
-            "How many clips?",
-            "--greedy",
-            "--max-tokens",
-            "12",
-            "--json",
-            "--device",
-            "cpu",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let reference = read_json(&src.join("reference.json"));
+    let mut cmd = wst();
+    cmd.env("HF_HUB_CACHE", cache.path());
+    let v = greedy_chat(cmd, "wst-test/tiny-qwen2", "How many clips?", "12");
     assert_eq!(v["prompt_ids"], reference["greedy_12"]["input_ids"]);
     assert_eq!(v["output_ids"], reference["greedy_12"]["output_ids"]);
     assert_eq!(v["finish_reason"], "length");

@@ -5,20 +5,12 @@
 use std::path::{Path, PathBuf};
 
 use crate::train::{tiny_config, train_quiet};
-use crate::wst;
-
-fn text(out: &std::process::Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&out.stdout).to_string(),
-        String::from_utf8_lossy(&out.stderr).to_string(),
-    )
-}
+use crate::{line_with, ok, text, with_config, write_file};
 
 /// The tiny run's config with `[reward.components]`: math and the program `script`.
 fn with_command_reward(dir: &Path, script: &str) -> PathBuf {
     let cfg = tiny_config(dir);
-    let prog = dir.join("style.py");
-    std::fs::write(&prog, script).unwrap();
+    let prog = write_file(dir, "style.py", script);
     let mut text = std::fs::read_to_string(&cfg).unwrap();
     text.push_str(&format!(
         r#"
@@ -60,15 +52,8 @@ fn style(reply: &str) -> f64 {
 fn a_python_reward_scores_every_reply_of_a_tiny_run() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = with_command_reward(dir.path(), STYLE);
-    let out = wst()
-        .args(["config", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out).1);
-    let out = train_quiet(&cfg);
-    let (stdout, stderr) = text(&out);
-    assert!(out.status.success(), "{stdout}\n{stderr}");
+    ok(with_config(&["config"], &cfg, &[]));
+    ok(train_quiet(&cfg));
 
     let records = wst_data::read_rollouts(&dir.path().join("runs/tiny")).unwrap();
     assert_eq!(records.len(), 2 * 2 * 2, "steps x B x G");
@@ -155,12 +140,7 @@ fn dry_run_checks_the_reward_program() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = with_command_reward(dir.path(), STYLE);
     let text_of = |set: &[&str]| {
-        let out = wst()
-            .args(["train", "--dry-run", "--config"])
-            .arg(&cfg)
-            .args(set)
-            .output()
-            .unwrap();
+        let out = with_config(&["train", "--dry-run"], &cfg, set);
         (out.status.success(), text(&out).0)
     };
     let (ok, stdout) = text_of(&[]);
@@ -171,10 +151,7 @@ fn dry_run_checks_the_reward_program() {
         "reward.components.style.command=[\"/nonexistent/reward\"]",
     ]);
     assert!(!ok);
-    let line = stdout
-        .lines()
-        .find(|l| l.contains("reward program style"))
-        .unwrap_or_else(|| panic!("{stdout}"));
+    let line = line_with(&stdout, "reward program style");
     assert!(
         line.starts_with("FAIL") && line.contains("/nonexistent/reward"),
         "{line}"

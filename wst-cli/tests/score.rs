@@ -1,26 +1,9 @@
 //! `wst score` on the random `tiny-gpt2-rm`, from a folder and from a Hugging Face cache.
 
-use std::path::{Path, PathBuf};
-
 use serde_json::Value;
+use wst_models::testing::{tiny_gpt2_rm_dir as tiny_dir, tiny_gpt2_rm_pairs as reference};
 
 use super::wst;
-
-fn tiny_dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/testvectors/tiny-gpt2-rm");
-    assert!(
-        dir.join("reference.json").is_file(),
-        "test asset missing: {} (the shared test vectors sit beside the repository)",
-        dir.display()
-    );
-    dir
-}
-
-fn reference() -> Vec<Value> {
-    let text = std::fs::read_to_string(tiny_dir().join("reference.json")).unwrap();
-    let v: Value = serde_json::from_str(&text).unwrap();
-    v["pairs"].as_array().unwrap().clone()
-}
 
 fn stdout_of(out: &std::process::Output) -> String {
     assert!(

@@ -6,12 +6,12 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::train::{repo, shared, text, tiny_config};
-use crate::wst;
+use crate::train::tiny_config;
+use crate::{python_with, repo, run_ok, text, wst};
 
 const KEY_VAR: &str = "WST_SERVE_TEST_KEY";
 const KEY: &str = "test-key-123";
@@ -95,17 +95,11 @@ fn http(addr: &str, method: &str, path: &str, headers: &[&str], body: &str) -> (
     (status, body)
 }
 
-fn python_with_openai() -> String {
-    let out = Command::new("bash")
-        .arg(repo().join("scripts/ensure-pyarrow.sh"))
-        .args(["openai", "pyarrow", "polars"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out).1);
-    text(&out).0.trim().to_string()
+fn python_with_openai() -> PathBuf {
+    python_with(&["openai", "pyarrow", "polars"])
 }
 
-fn client_check(python: &str, mode: &str, url: &str, key: &str, model: &str) -> String {
+fn client_check(python: &Path, mode: &str, url: &str, key: &str, model: &str) -> String {
     let out = Command::new(python)
         .arg(repo().join("scripts/openai-client-check.py"))
         .args([mode, url, key, model])
@@ -117,10 +111,7 @@ fn client_check(python: &str, mode: &str, url: &str, key: &str, model: &str) -> 
 }
 
 fn tiny_model() -> String {
-    shared()
-        .join("testvectors/tiny-qwen2")
-        .display()
-        .to_string()
+    crate::tiny_model().display().to_string()
 }
 
 #[test]
@@ -289,12 +280,11 @@ a, b = replies(sys.argv[1]), replies(sys.argv[2])
 assert len(a) > 0 and a == b, (a[:2], b[:2])
 print("OK", sum(len(r) for r in a), "replies equal")
 "#;
-    let out = Command::new(&python)
-        .args(["-c", script])
-        .arg(&local)
-        .arg(&http)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}\n{}", text(&out).0, text(&out).1);
+    let out = run_ok(
+        Command::new(&python)
+            .args(["-c", script])
+            .arg(&local)
+            .arg(&http),
+    );
     assert!(text(&out).0.starts_with("OK"), "{}", text(&out).0);
 }

@@ -3,12 +3,14 @@
 //! every request; and one that starts failing mid-run stops after its finished steps are saved,
 //! then resumes once it answers again. The student is a small HTTP server on 127.0.0.1.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::Write;
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use wst_core::http_test::read_request;
 
 use crate::wst;
 
@@ -20,40 +22,6 @@ type Handler = dyn Fn(&serde_json::Value) -> (&'static str, String) + Send + Syn
 struct Server {
     url: String,
     chats: Arc<AtomicUsize>,
-}
-
-fn read_request(sock: &mut TcpStream) -> Option<(String, String)> {
-    let mut buf = Vec::new();
-    let mut tmp = [0u8; 4096];
-    let head_end = loop {
-        let n = sock.read(&mut tmp).ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(&tmp[..n]);
-        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break p + 4;
-        }
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
-    let len: usize = head
-        .lines()
-        .find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case("content-length")
-                .then(|| v.trim().parse().ok())
-                .flatten()
-        })
-        .unwrap_or(0);
-    while buf.len() < head_end + len {
-        let n = sock.read(&mut tmp).ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(&tmp[..n]);
-    }
-    let first = head.lines().next().unwrap_or("").to_string();
-    Some((first, String::from_utf8_lossy(&buf[head_end..]).to_string()))
 }
 
 impl Server {
@@ -70,14 +38,14 @@ impl Server {
                 let handler = handler.clone();
                 let counter = counter.clone();
                 std::thread::spawn(move || {
-                    let Some((first, body)) = read_request(&mut sock) else {
+                    let Some(req) = read_request(&mut sock) else {
                         return;
                     };
-                    let (status, body) = if first.starts_with("GET") {
+                    let (status, body) = if req.first.starts_with("GET") {
                         ("200 OK", r#"{"data":[{"id":"mock-model"}]}"#.to_string())
                     } else {
                         counter.fetch_add(1, Ordering::SeqCst);
-                        let v = serde_json::from_str(&body).unwrap_or_default();
+                        let v = serde_json::from_str(&req.body).unwrap_or_default();
                         handler(&v)
                     };
                     let msg = format!(
@@ -105,34 +73,11 @@ fn choices(v: &serde_json::Value, content: serde_json::Value) -> String {
     serde_json::json!({ "choices": list }).to_string()
 }
 
-fn shared() -> PathBuf {
-    match std::env::var_os("WST_SHARED") {
-        Some(d) => PathBuf::from(d),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared"),
-    }
-}
-
 /// The tiny random Qwen2 teacher with an HTTP student at `url`: B = 2, G = 2, K = 2 (baselines
 /// of 3 replies, so the server tells them apart by `n`), 2 steps.
 fn config(dir: &Path, url: &str) -> PathBuf {
-    let model = shared().join("testvectors/tiny-qwen2");
-    let text = format!(
+    let student = format!(
         r#"
-[run]
-name = "tiny"
-output_dir = "{out}"
-seed = 3
-device = "cpu"
-steps = 2
-save_every = 10
-keep_checkpoints = 0
-
-[teacher]
-model = "{model}"
-[teacher.sampling]
-temperature = 1.0
-max_new_tokens = 6
-
 [student]
 kind = "openai"
 model = "mock-model"
@@ -143,26 +88,9 @@ timeout_s = 5.0
 max_retries = 3
 samples = 2
 baseline_samples = 3
-
-[data]
-dataset = "arith"
-arith_level = "single-digit"
-
-[grpo]
-batch_size = 2
-group_size = 2
-lr = 1e-3
-micro_batch_size = 4
-
-[templates]
-preset = "arith"
-"#,
-        out = dir.join("runs").display(),
-        model = model.display()
+"#
     );
-    let path = dir.join("tiny.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+    crate::train::tiny_config_with(dir, 10, &student, "")
 }
 
 struct Outcome {
@@ -180,13 +108,18 @@ fn train(cfg: &Path, extra: &[&str]) -> Outcome {
         .args(extra)
         .output()
         .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let (stdout, stderr) = crate::text(&out);
     Outcome {
         ok: out.status.success(),
         stderr: format!("{stdout}{stderr}"),
         elapsed: t.elapsed(),
     }
+}
+
+/// [`train`] with a fresh [`config`] against `srv`.
+fn train_against(srv: &Server) -> Outcome {
+    let dir = tempfile::tempdir().unwrap();
+    train(&config(dir.path(), &srv.url), &[])
 }
 
 fn assert_stopped(o: &Outcome, needles: &[&str]) {
@@ -216,8 +149,7 @@ fn a_student_answering_401_stops_train_at_once_naming_it() {
                 .into(),
         )
     }));
-    let dir = tempfile::tempdir().unwrap();
-    let o = train(&config(dir.path(), &srv.url), &[]);
+    let o = train_against(&srv);
     assert_stopped(
         &o,
         &[
@@ -236,8 +168,7 @@ fn a_student_answering_only_null_content_stops_train() {
     let srv = Server::start(Arc::new(|v| {
         ("200 OK", choices(v, serde_json::Value::Null))
     }));
-    let dir = tempfile::tempdir().unwrap();
-    let o = train(&config(dir.path(), &srv.url), &[]);
+    let o = train_against(&srv);
     assert_stopped(
         &o,
         &[
@@ -258,8 +189,7 @@ fn a_student_answering_400_to_every_request_stops_train() {
             r#"{"object":"error","message":"top_k is not supported","code":400}"#.into(),
         )
     }));
-    let dir = tempfile::tempdir().unwrap();
-    let o = train(&config(dir.path(), &srv.url), &[]);
+    let o = train_against(&srv);
     assert_stopped(&o, &["400 Bad Request", "top_k is not supported"]);
 }
 
@@ -307,16 +237,11 @@ fn a_student_failing_mid_run_stops_after_saving_then_resumes() {
 
     // Once the student answers, the run continues from the saved step.
     healed.store(true, Ordering::SeqCst);
-    let out = wst()
-        .env("WST_CLI_TEST_KEY", KEY)
-        .args(["train", "--quiet", "--resume"])
-        .arg(&run)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    crate::run_ok(
+        wst()
+            .env("WST_CLI_TEST_KEY", KEY)
+            .args(["train", "--quiet", "--resume"])
+            .arg(&run),
     );
     let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
     assert_eq!(metrics.lines().count(), 2, "{metrics}");
@@ -324,7 +249,7 @@ fn a_student_failing_mid_run_stops_after_saving_then_resumes() {
 
 #[test]
 fn paper_configs_place_gemma_instructions_in_the_user_message_and_average_10_baselines() {
-    let configs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs");
+    let configs = crate::repo().join("configs");
     let load = |name: &str| wst_core::Config::load(&configs.join(name), &[]).unwrap();
     assert_eq!(
         load("gsm8k-gemma-student.toml").student.instruction_role,

@@ -2,7 +2,8 @@
 
 mod verify;
 
-use std::process::Command;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 
 mod bench;
 mod data;
@@ -19,6 +20,93 @@ fn wst() -> Command {
     Command::new(env!("CARGO_BIN_EXE_wst"))
 }
 
+/// The workspace root.
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The `shared/` folder of test assets beside the workspace (`$WST_SHARED` when set).
+fn shared() -> PathBuf {
+    match std::env::var_os("WST_SHARED") {
+        Some(d) => PathBuf::from(d),
+        None => repo().join("../shared"),
+    }
+}
+
+/// The tiny random Qwen2 of the test vectors (a model folder with `reference.json`).
+fn tiny_model() -> PathBuf {
+    shared().join("testvectors/tiny-qwen2")
+}
+
+/// (stdout, stderr) of `out`, read lossily.
+fn text(out: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+/// Asserts that `out` is of a command that succeeded (with its output otherwise); `out`.
+fn ok(out: Output) -> Output {
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "failed:\n{stdout}\n{stderr}");
+    out
+}
+
+/// Asserts that `out` is of a command that failed (with its stdout otherwise); its stderr.
+fn failed(out: &Output) -> String {
+    let (stdout, stderr) = text(out);
+    assert!(!out.status.success(), "succeeded:\n{stdout}");
+    stderr
+}
+
+/// Runs `cmd` to its end, which must succeed; its output.
+fn run_ok(cmd: &mut Command) -> Output {
+    ok(cmd.output().unwrap())
+}
+
+/// `wst SUBCOMMAND... --config CFG ARGS...`, run to its end.
+fn with_config(subcommand: &[&str], cfg: &Path, args: &[&str]) -> Output {
+    wst()
+        .args(subcommand)
+        .arg("--config")
+        .arg(cfg)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// The first line of `text` that contains `needle` (a panic showing `text` when none does).
+fn line_with<'a>(text: &'a str, needle: &str) -> &'a str {
+    text.lines()
+        .find(|l| l.contains(needle))
+        .unwrap_or_else(|| panic!("no line with {needle:?} in:\n{text}"))
+}
+
+/// The JSON file at `path`, parsed.
+fn read_json(path: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("test asset {}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Writes `contents` to `dir/name`; its path.
+fn write_file(dir: &Path, name: &str, contents: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, contents).unwrap();
+    path
+}
+
+/// The project venv's Python with `packages` installed (`scripts/ensure-pyarrow.sh`).
+fn python_with(packages: &[&str]) -> PathBuf {
+    let out = run_ok(
+        Command::new("bash")
+            .arg(repo().join("scripts/ensure-pyarrow.sh"))
+            .args(packages),
+    );
+    PathBuf::from(text(&out).0.trim())
+}
+
 #[test]
 fn help_lists_the_subcommands() {
     let out = wst().arg("--help").output().unwrap();
@@ -33,14 +121,18 @@ fn help_lists_the_subcommands() {
 }
 
 /// A config naming only the teacher and the student, in `dir`.
-fn minimal_config(dir: &std::path::Path) -> std::path::PathBuf {
-    let path = dir.join("c.toml");
-    std::fs::write(
-        &path,
+fn minimal_config(dir: &Path) -> PathBuf {
+    write_file(
+        dir,
+        "c.toml",
         "[teacher]\nmodel = \"t\"\n[student]\nmodel = \"s\"\n",
     )
-    .unwrap();
-    path
+}
+
+/// `wst config --config CFG --set S...`, run to its end.
+fn config_with(cfg: &Path, sets: &[&str]) -> Output {
+    let args: Vec<&str> = sets.iter().flat_map(|s| ["--set", s]).collect();
+    with_config(&["config"], cfg, &args)
 }
 
 #[test]
@@ -48,12 +140,7 @@ fn config_reports_every_problem_and_applies_overrides() {
     let dir = tempfile::tempdir().unwrap();
     let path = minimal_config(dir.path());
 
-    let out = wst()
-        .args(["config", "--config"])
-        .arg(&path)
-        .args(["--set", "grpo.group_size=1", "--set", "grpo.lr=0"])
-        .output()
-        .unwrap();
+    let out = config_with(&path, &["grpo.group_size=1", "grpo.lr=0"]);
     assert!(!out.status.success());
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(
@@ -62,17 +149,7 @@ fn config_reports_every_problem_and_applies_overrides() {
     );
     assert!(err.contains("c.toml"), "{err}");
 
-    let out = wst()
-        .args(["config", "--config"])
-        .arg(&path)
-        .args(["--set", "grpo.lr=2e-6"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = ok(config_with(&path, &["grpo.lr=2e-6"]));
     let text = String::from_utf8(out.stdout).unwrap();
     let resolved = wst_core::Config::from_toml_str(&text, "stdout").unwrap();
     assert_eq!(resolved.grpo.lr, 2e-6, "{text}");
@@ -85,24 +162,14 @@ fn config_accepts_the_six_loss_types_and_names_the_choices() {
     let path = minimal_config(dir.path());
     for lt in wst_core::LossType::ALL {
         let set = format!("grpo.loss_type={lt}");
-        let out = wst()
-            .args(["config", "--config"])
-            .arg(&path)
-            .args(["--set", &set, "--set", "grpo.epsilon_high=5.0"])
-            .output()
-            .unwrap();
+        let out = config_with(&path, &[&set, "grpo.epsilon_high=5.0"]);
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "{set}: {err}");
         let text = String::from_utf8(out.stdout).unwrap();
         let resolved = wst_core::Config::from_toml_str(&text, "stdout").unwrap();
         assert_eq!(resolved.grpo.loss_type, lt, "{text}");
     }
-    let out = wst()
-        .args(["config", "--config"])
-        .arg(&path)
-        .args(["--set", "grpo.loss_type=ppo"])
-        .output()
-        .unwrap();
+    let out = config_with(&path, &["grpo.loss_type=ppo"]);
     assert!(!out.status.success());
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.contains("ppo") && err.contains("cispo"), "{err}");
@@ -112,23 +179,13 @@ fn config_accepts_the_six_loss_types_and_names_the_choices() {
 fn config_builds_the_lora_table_from_set_and_names_its_problems() {
     let dir = tempfile::tempdir().unwrap();
     let path = minimal_config(dir.path());
-    let config = |sets: &[&str]| {
-        let mut cmd = wst();
-        cmd.args(["config", "--config"]).arg(&path);
-        for s in sets {
-            cmd.args(["--set", s]);
-        }
-        cmd.output().unwrap()
-    };
-    let out = config(&[
-        "teacher.lora.rank=8",
-        "teacher.lora.targets=[\"q_proj\", \"v_proj\"]",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = ok(config_with(
+        &path,
+        &[
+            "teacher.lora.rank=8",
+            "teacher.lora.targets=[\"q_proj\", \"v_proj\"]",
+        ],
+    ));
     let text = String::from_utf8(out.stdout).unwrap();
     let lora = wst_core::Config::from_toml_str(&text, "stdout")
         .unwrap()
@@ -138,10 +195,13 @@ fn config_builds_the_lora_table_from_set_and_names_its_problems() {
     assert_eq!((lora.rank, lora.alpha, lora.dropout), (8, 32.0, 0.0));
     assert_eq!(lora.targets, ["q_proj", "v_proj"]);
     // Without the table the resolved config has none (full training).
-    let out = config(&[]);
+    let out = config_with(&path, &[]);
     assert!(!String::from_utf8(out.stdout).unwrap().contains("lora"));
 
-    let out = config(&["teacher.lora.rank=0", "teacher.lora.targets=[\"qkv\"]"]);
+    let out = config_with(
+        &path,
+        &["teacher.lora.rank=0", "teacher.lora.targets=[\"qkv\"]"],
+    );
     assert!(!out.status.success());
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(
@@ -152,12 +212,7 @@ fn config_builds_the_lora_table_from_set_and_names_its_problems() {
 
 #[test]
 fn info_reports_libtorch() {
-    let out = wst().arg("info").output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = run_ok(wst().arg("info"));
     assert!(String::from_utf8(out.stdout)
         .unwrap()
         .contains("cuda devices"));
@@ -165,16 +220,12 @@ fn info_reports_libtorch() {
 
 #[test]
 fn every_shipped_config_validates() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs");
+    let dir = repo().join("configs");
     let mut n = 0;
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "toml") {
-            let out = wst()
-                .args(["config", "--config"])
-                .arg(&path)
-                .output()
-                .unwrap();
+            let out = with_config(&["config"], &path, &[]);
             assert!(
                 out.status.success(),
                 "{}: {}",

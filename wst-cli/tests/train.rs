@@ -4,25 +4,10 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::wst;
-
-pub(crate) fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-pub(crate) fn shared() -> PathBuf {
-    match std::env::var_os("WST_SHARED") {
-        Some(d) => PathBuf::from(d),
-        None => repo().join("../shared"),
-    }
-}
-
-pub(crate) fn text(out: &std::process::Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&out.stdout).to_string(),
-        String::from_utf8_lossy(&out.stderr).to_string(),
-    )
-}
+use crate::{
+    failed, line_with, ok, python_with, repo, run_ok, shared, text, tiny_model, with_config,
+    write_file, wst,
+};
 
 #[test]
 fn every_config_in_configs_validates() {
@@ -33,11 +18,7 @@ fn every_config_in_configs_validates() {
             continue;
         }
         n += 1;
-        let out = wst()
-            .args(["config", "--config"])
-            .arg(&path)
-            .output()
-            .unwrap();
+        let out = with_config(&["config"], &path, &[]);
         let (_, err) = text(&out);
         assert!(out.status.success(), "{}: {err}", path.display());
     }
@@ -80,19 +61,13 @@ fn gsm8k_paper_config_dry_run_stops_at_the_first_model_and_network_access() {
         stdout.contains("ok    data (gsm8k): 7473 training queries"),
         "{stdout}"
     );
-    let teacher = stdout
-        .lines()
-        .find(|l| l.contains("teacher `Qwen/Qwen2.5-Math-1.5B-Instruct`"))
-        .unwrap_or_else(|| panic!("{stdout}"));
+    let teacher = line_with(&stdout, "teacher `Qwen/Qwen2.5-Math-1.5B-Instruct`");
     assert!(teacher.starts_with("FAIL"), "{teacher}");
     assert!(
         teacher.contains("local"),
         "says how to give a local path: {teacher}"
     );
-    let student = stdout
-        .lines()
-        .find(|l| l.contains("student endpoint"))
-        .unwrap_or_else(|| panic!("{stdout}"));
+    let student = line_with(&stdout, "student endpoint");
     assert!(
         student.starts_with("FAIL") && student.contains("127.0.0.1:9"),
         "{student}"
@@ -102,35 +77,13 @@ fn gsm8k_paper_config_dry_run_stops_at_the_first_model_and_network_access() {
     assert!(!dir.path().join("runs/gsm8k-qwen-math").exists());
 }
 
-/// A config training the tiny random Qwen2 of the test vectors against itself on arithmetic.
 /// `wst train --quiet --config CFG`, run to its end.
 pub(crate) fn train_quiet(cfg: &Path) -> std::process::Output {
-    wst()
-        .args(["train", "--quiet", "--config"])
-        .arg(cfg)
-        .output()
-        .unwrap()
+    with_config(&["train", "--quiet"], cfg, &[])
 }
 
-pub(crate) fn tiny_config(dir: &Path) -> PathBuf {
-    let model = shared().join("testvectors/tiny-qwen2");
-    let text = format!(
-        r#"
-[run]
-name = "tiny"
-output_dir = "{out}"
-seed = 3
-device = "cpu"
-steps = 2
-save_every = 1
-keep_checkpoints = 0
-
-[teacher]
-model = "{model}"
-[teacher.sampling]
-temperature = 1.0
-max_new_tokens = 6
-
+/// `[student]` of [`tiny_config`]: the tiny model, run locally.
+const LOCAL_STUDENT: &str = r#"
 [student]
 kind = "local"
 model = "{model}"
@@ -139,7 +92,47 @@ baseline_samples = 2
 [student.sampling]
 temperature = 1.0
 max_new_tokens = 4
+"#;
 
+/// `[eval]` of [`tiny_config`]: 3 held-out arithmetic problems.
+const TINY_EVAL: &str = r#"
+[eval]
+limit = 3
+samples = 2
+[eval.data]
+dataset = "arith"
+arith_level = "single-digit"
+split = "test"
+"#;
+
+/// A config training the tiny random Qwen2 of the test vectors against itself on arithmetic.
+pub(crate) fn tiny_config(dir: &Path) -> PathBuf {
+    tiny_config_with(dir, 1, LOCAL_STUDENT, TINY_EVAL)
+}
+
+/// `dir/tiny.toml`: the tiny random Qwen2 of the test vectors as teacher on single-digit
+/// arithmetic (B = 2, G = 2), 2 steps into `dir/runs/tiny`, a checkpoint every `save_every`
+/// steps; `student` is the `[student]` table (`{model}` in it: the tiny model) and `tail` more
+/// tables.
+pub(crate) fn tiny_config_with(dir: &Path, save_every: u32, student: &str, tail: &str) -> PathBuf {
+    let model = tiny_model().display().to_string();
+    let text = format!(
+        r#"
+[run]
+name = "tiny"
+output_dir = "{out}"
+seed = 3
+device = "cpu"
+steps = 2
+save_every = {save_every}
+keep_checkpoints = 0
+
+[teacher]
+model = "{model}"
+[teacher.sampling]
+temperature = 1.0
+max_new_tokens = 6
+{student}
 [data]
 dataset = "arith"
 arith_level = "single-digit"
@@ -152,68 +145,56 @@ micro_batch_size = 4
 
 [templates]
 preset = "arith"
-
-[eval]
-limit = 3
-samples = 2
-[eval.data]
-dataset = "arith"
-arith_level = "single-digit"
-split = "test"
-"#,
+{tail}"#,
         out = dir.join("runs").display(),
-        model = model.display()
+        student = student.replace("{model}", &model),
     );
-    let path = dir.join("tiny.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+    write_file(dir, "tiny.toml", &text)
+}
+
+/// A temporary folder with [`tiny_config`] in it: (folder, config, the run's folder).
+pub(crate) fn tiny_setup() -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = tiny_config(dir.path());
+    let run = dir.path().join("runs/tiny");
+    (dir, cfg, run)
+}
+
+/// How many steps `run/metrics.jsonl` records.
+fn metric_lines(run: &Path) -> usize {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .count()
 }
 
 #[test]
 fn tiny_run_trains_resumes_reports_and_evaluates_reproducibly() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = tiny_config(dir.path());
-    let run = dir.path().join("runs/tiny");
+    let (dir, cfg, run) = tiny_setup();
 
-    let out = train_quiet(&cfg);
-    let (stdout, stderr) = text(&out);
-    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let out = ok(train_quiet(&cfg));
+    let stdout = text(&out).0;
     assert!(stdout.contains("checkpoint:"), "{stdout}");
     for f in ["config.toml", "metrics.jsonl", "plots/training.png"] {
         assert!(run.join(f).is_file(), "{f} missing");
     }
-    assert_eq!(
-        std::fs::read_to_string(run.join("metrics.jsonl"))
-            .unwrap()
-            .lines()
-            .count(),
-        2
-    );
+    assert_eq!(metric_lines(&run), 2);
     assert!(run
         .join("checkpoints/step-00000002/model.safetensors")
         .is_file());
 
     // A fresh `train` into the same run refuses; `--resume` extends it.
-    let out = train_quiet(&cfg);
-    assert!(!out.status.success());
-    assert!(text(&out).1.contains("resume"), "{}", text(&out).1);
-    let out = wst()
-        .args(["train", "--quiet", "--resume"])
-        .arg(&run)
-        .args(["--set", "run.steps=3"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out).1);
-    assert_eq!(
-        std::fs::read_to_string(run.join("metrics.jsonl"))
-            .unwrap()
-            .lines()
-            .count(),
-        3
+    let err = failed(&train_quiet(&cfg));
+    assert!(err.contains("resume"), "{err}");
+    run_ok(
+        wst()
+            .args(["train", "--quiet", "--resume"])
+            .arg(&run)
+            .args(["--set", "run.steps=3"]),
     );
+    assert_eq!(metric_lines(&run), 3);
 
-    let out = wst().arg("report").arg(&run).output().unwrap();
-    assert!(out.status.success(), "{}", text(&out).1);
+    let out = run_ok(wst().arg("report").arg(&run));
     let steps = text(&out)
         .0
         .lines()
@@ -222,37 +203,19 @@ fn tiny_run_trains_resumes_reports_and_evaluates_reproducibly() {
     assert_eq!(steps, 3, "{}", text(&out).0);
 
     // An external reader (polars in Python) sees the same step means as `wst report`.
-    let ensure = repo().join("scripts/ensure-pyarrow.sh");
-    let py = std::process::Command::new("bash")
-        .arg(&ensure)
-        .args(["pyarrow", "polars"])
-        .output()
-        .unwrap();
-    assert!(py.status.success(), "{}", text(&py).1);
-    let python = text(&py).0.trim().to_string();
-    let out = std::process::Command::new(&python)
-        .arg(repo().join("scripts/check-report.py"))
-        .arg(&run)
-        .arg(env!("CARGO_BIN_EXE_wst"))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}\n{}", text(&out).0, text(&out).1);
+    let python = python_with(&["pyarrow", "polars"]);
+    let out = run_ok(
+        std::process::Command::new(&python)
+            .arg(repo().join("scripts/check-report.py"))
+            .arg(&run)
+            .arg(env!("CARGO_BIN_EXE_wst")),
+    );
     assert_eq!(text(&out).0.matches("OK").count(), 3, "{}", text(&out).0);
 
     // Baselines are cached: a second call computes none.
-    let out = wst()
-        .args(["baseline", "--config"])
-        .arg(&cfg)
-        .args(["--limit", "4"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out).1);
-    let out = wst()
-        .args(["baseline", "--config"])
-        .arg(&cfg)
-        .args(["--limit", "4"])
-        .output()
-        .unwrap();
+    let baseline = || with_config(&["baseline"], &cfg, &["--limit", "4"]);
+    ok(baseline());
+    let out = baseline();
     assert!(
         text(&out).0.contains("4 queries: 0 computed"),
         "{}",
@@ -260,19 +223,13 @@ fn tiny_run_trains_resumes_reports_and_evaluates_reproducibly() {
     );
 
     let eval = |out_dir: &Path| {
-        let out = wst()
-            .args(["eval", "--config"])
-            .arg(&cfg)
-            .arg("--conditions")
-            .arg(format!(
-                "none,teacher,teacher:{}=trained teacher",
-                run.display()
-            ))
-            .arg("--out")
-            .arg(out_dir)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", text(&out).1);
+        let conditions = format!("none,teacher,teacher:{}=trained teacher", run.display());
+        let out_dir = out_dir.to_str().unwrap();
+        let out = ok(with_config(
+            &["eval"],
+            &cfg,
+            &["--conditions", &conditions, "--out", out_dir],
+        ));
         text(&out).0
     };
     let a = dir.path().join("eval-a");
@@ -296,24 +253,17 @@ fn tiny_run_trains_resumes_reports_and_evaluates_reproducibly() {
 fn eval_rejects_bad_conditions_and_weights_without_harmless_helpful() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = tiny_config(dir.path());
-    let out = wst()
-        .args(["eval", "--config"])
-        .arg(&cfg)
-        .args(["--conditions", "none,bogus"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(
-        text(&out).1.contains("condition `bogus`"),
-        "{}",
-        text(&out).1
+    let err = failed(&with_config(
+        &["eval"],
+        &cfg,
+        &["--conditions", "none,bogus"],
+    ));
+    assert!(err.contains("condition `bogus`"), "{err}");
+    let out = with_config(
+        &["eval"],
+        &cfg,
+        &["--conditions", "none", "--weights", "0.5"],
     );
-    let out = wst()
-        .args(["eval", "--config"])
-        .arg(&cfg)
-        .args(["--conditions", "none", "--weights", "0.5"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(text(&out).1.contains("harmless"), "{}", text(&out).1);
+    let err = failed(&out);
+    assert!(err.contains("harmless"), "{err}");
 }

@@ -1,6 +1,6 @@
 //! `wst verify`.
 
-use super::wst;
+use crate::{write_file, wst};
 
 fn verify(args: &[&str]) -> (bool, String, String) {
     let out = wst().arg("verify").args(args).output().unwrap();
@@ -11,44 +11,53 @@ fn verify(args: &[&str]) -> (bool, String, String) {
     )
 }
 
+/// What `wst verify ARGS...` prints (`true` or `false`), trimmed; it must succeed.
+fn verdict(args: &[&str]) -> String {
+    let (ok, out, err) = verify(args);
+    assert!(ok, "{err}");
+    out.trim().to_string()
+}
+
 #[test]
 fn gold_and_pred_print_true_or_false() {
-    let (ok, out, err) = verify(&["--gold", "\\frac{1}{2}", "--pred", "0.5"]);
-    assert!(ok, "{err}");
-    assert_eq!(out.trim(), "true");
-    let (ok, out, err) = verify(&["--gold", "-12", "--pred", "-\\frac{24}{2}"]);
-    assert!(ok, "{err}");
-    assert_eq!(out.trim(), "true");
-    let (ok, out, _) = verify(&["--gold", "\\frac{2}{3}", "--pred", "0.67"]);
-    assert!(ok);
-    assert_eq!(out.trim(), "false");
-    let (ok, out, _) = verify(&[
+    assert_eq!(
+        verdict(&["--gold", "\\frac{1}{2}", "--pred", "0.5"]),
+        "true"
+    );
+    assert_eq!(
+        verdict(&["--gold", "-12", "--pred", "-\\frac{24}{2}"]),
+        "true"
+    );
+    assert_eq!(
+        verdict(&["--gold", "\\frac{2}{3}", "--pred", "0.67"]),
+        "false"
+    );
+    let extracted = verdict(&[
         "--gold",
         "42",
         "--pred",
         "so it is $\\boxed{42}$.",
         "--extract",
     ]);
-    assert!(ok);
-    assert_eq!(out.trim(), "true");
-    let (ok, out, _) = verify(&[
+    assert_eq!(extracted, "true");
+    let pred = "15 * 3 = 45";
+    let no_last_number = verdict(&[
         "--gold",
         "45",
         "--pred",
-        "15 * 3 = 45",
+        pred,
         "--extract",
         "--no-last-number",
     ]);
-    assert!(ok);
-    assert_eq!(out.trim(), "false");
+    assert_eq!(no_last_number, "false");
 }
 
 #[test]
 fn jsonl_writes_verdicts_and_a_summary() {
     let dir = tempfile::tempdir().unwrap();
-    let input = dir.path().join("in.jsonl");
-    std::fs::write(
-        &input,
+    let input = write_file(
+        dir.path(),
+        "in.jsonl",
         concat!(
             r#"{"id": "a", "gold": "12", "pred": "The answer is $\\boxed{12}$.", "kind": "extract", "equivalent": true}"#,
             "\n",
@@ -57,8 +66,7 @@ fn jsonl_writes_verdicts_and_a_summary() {
             r#"{"gold": "7", "pred": "I don't know.", "kind": "extract", "equivalent": true}"#,
             "\n",
         ),
-    )
-    .unwrap();
+    );
     let out_path = dir.path().join("out.jsonl");
     let (ok, out, err) = verify(&[
         "--jsonl",
@@ -92,12 +100,11 @@ fn jsonl_writes_verdicts_and_a_summary() {
 #[test]
 fn jsonl_errors_name_the_line_and_field() {
     let dir = tempfile::tempdir().unwrap();
-    let input = dir.path().join("bad.jsonl");
-    std::fs::write(
-        &input,
+    let input = write_file(
+        dir.path(),
+        "bad.jsonl",
         "{\"gold\": \"1\", \"pred\": \"1\"}\n{\"gold\": \"1\"}\n",
-    )
-    .unwrap();
+    );
     let (ok, _, err) = verify(&["--jsonl", input.to_str().unwrap()]);
     assert!(!ok);
     assert!(err.contains("line 2") && err.contains("`pred`"), "{err}");

@@ -9,12 +9,45 @@
 //! [`Reward`], [`PromptSource`], [`RolloutSink`] and [`BaselineStore`]. It has no libtorch and no
 //! I/O beyond reading a config file, so tools that only need the types build in seconds; the
 //! trainer (`wst-rl`) is written against these traits and the binary wires concrete ones in.
+//!
+//! A run's configuration, read from TOML with `--set`-style overrides and checked at once:
+//!
+//! ```
+//! use wst_core::{Config, DeviceChoice, StudentBackend};
+//!
+//! let toml = r#"
+//!     [teacher]
+//!     model = "HuggingFaceTB/SmolLM2-135M-Instruct"
+//!     [student]
+//!     kind = "openai"
+//!     model = "Qwen/Qwen2.5-7B-Instruct"
+//!     base_urls = ["http://127.0.0.1:8000/v1"]
+//! "#;
+//! let overrides = ["grpo.group_size=4".to_string(), "run.device=cpu".to_string()];
+//! let cfg = Config::from_toml_with_overrides(toml, "example.toml", &overrides)?;
+//! cfg.validate()?;
+//! assert_eq!(cfg.grpo.group_size, 4);
+//! assert_eq!(cfg.run.device, "cpu".parse::<DeviceChoice>().unwrap());
+//! let StudentBackend::Openai { base_urls, .. } = cfg.student.backend() else {
+//!     panic!("an HTTP student");
+//! };
+//! assert_eq!(base_urls.len(), 1);
+//!
+//! // Every problem is reported at once, each naming its key.
+//! let bad = ["grpo.lr=-1".to_string(), "student.samples=0".to_string()];
+//! let problems = Config::from_toml_with_overrides(toml, "example.toml", &bad)?.problems();
+//! assert!(problems.iter().any(|p| p.starts_with("grpo.lr")));
+//! assert!(problems.iter().any(|p| p.starts_with("student.samples")));
+//! # Ok::<(), wst_core::Error>(())
+//! ```
 
 pub mod atomic;
 mod baseline;
 mod config;
 mod error;
 mod gsm8k;
+#[cfg(feature = "testing")]
+pub mod http_test;
 pub mod hub;
 pub mod layout;
 pub use layout::RunLayout;
@@ -26,8 +59,11 @@ mod reward_mix;
 mod rollout;
 mod sampling;
 mod source;
+pub mod special;
 mod student;
 mod template;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use baseline::{
     reward_hash, stable_hash, BaselineKey, BaselineStore, BaselineValue, MemoryBaselines,
@@ -35,7 +71,8 @@ pub use baseline::{
 pub use config::{
     apply_override, error_chain, join_causes, ArithLevel, Config, DType, DataConfig, DatasetKind,
     DeviceChoice, EvalConfig, GrpoConfig, LoraConfig, LossType, RewardConfig, RewardKind,
-    RunConfig, ScaleRewards, Schedule, StudentConfig, StudentKind, TeacherConfig, LORA_TARGETS,
+    RunConfig, ScaleRewards, Schedule, StudentBackend, StudentConfig, StudentKind, TeacherConfig,
+    LORA_TARGETS,
 };
 pub use error::{Error, Result};
 pub use gsm8k::parse_gsm8k_reference;

@@ -28,41 +28,30 @@ pub trait PromptSource {
     fn set_position(&mut self, position: u64) -> Result<()>;
 }
 
-impl<T: PromptSource + ?Sized> PromptSource for &mut T {
-    fn dataset_id(&self) -> String {
-        (**self).dataset_id()
-    }
-    fn len(&self) -> Option<usize> {
-        (**self).len()
-    }
-    fn next_batch(&mut self, n: usize) -> Result<Vec<Query>> {
-        (**self).next_batch(n)
-    }
-    fn position(&self) -> u64 {
-        (**self).position()
-    }
-    fn set_position(&mut self, position: u64) -> Result<()> {
-        (**self).set_position(position)
-    }
+/// `&mut S` and `Box<S>` are sources too.
+macro_rules! forward_source {
+    ($($outer:ty),+) => {$(
+        impl<T: PromptSource + ?Sized> PromptSource for $outer {
+            fn dataset_id(&self) -> String {
+                (**self).dataset_id()
+            }
+            fn len(&self) -> Option<usize> {
+                (**self).len()
+            }
+            fn next_batch(&mut self, n: usize) -> Result<Vec<Query>> {
+                (**self).next_batch(n)
+            }
+            fn position(&self) -> u64 {
+                (**self).position()
+            }
+            fn set_position(&mut self, position: u64) -> Result<()> {
+                (**self).set_position(position)
+            }
+        }
+    )+};
 }
 
-impl<T: PromptSource + ?Sized> PromptSource for Box<T> {
-    fn dataset_id(&self) -> String {
-        (**self).dataset_id()
-    }
-    fn len(&self) -> Option<usize> {
-        (**self).len()
-    }
-    fn next_batch(&mut self, n: usize) -> Result<Vec<Query>> {
-        (**self).next_batch(n)
-    }
-    fn position(&self) -> u64 {
-        (**self).position()
-    }
-    fn set_position(&mut self, position: u64) -> Result<()> {
-        (**self).set_position(position)
-    }
-}
+forward_source!(&mut T, Box<T>);
 
 /// A [`PromptSource`] over a fixed list, shuffled per epoch with a seed (splitmix64 + Fisher-Yates,
 /// so the order is the same on every platform and version).

@@ -136,28 +136,22 @@ pub trait Student {
     ) -> Result<Vec<Vec<StudentReply>>>;
 }
 
-impl<T: Student + ?Sized> Student for &mut T {
-    fn id(&self) -> String {
-        (**self).id()
-    }
-    fn generate(
-        &mut self,
-        requests: &[StudentRequest<'_>],
-        sampling: &SamplingParams,
-    ) -> Result<Vec<Vec<StudentReply>>> {
-        (**self).generate(requests, sampling)
-    }
+/// `&mut S` and `Box<S>` are students too.
+macro_rules! forward_student {
+    ($($outer:ty),+) => {$(
+        impl<T: Student + ?Sized> Student for $outer {
+            fn id(&self) -> String {
+                (**self).id()
+            }
+            fn generate(
+                &mut self,
+                requests: &[StudentRequest<'_>],
+                sampling: &SamplingParams,
+            ) -> Result<Vec<Vec<StudentReply>>> {
+                (**self).generate(requests, sampling)
+            }
+        }
+    )+};
 }
 
-impl<T: Student + ?Sized> Student for Box<T> {
-    fn id(&self) -> String {
-        (**self).id()
-    }
-    fn generate(
-        &mut self,
-        requests: &[StudentRequest<'_>],
-        sampling: &SamplingParams,
-    ) -> Result<Vec<Vec<StudentReply>>> {
-        (**self).generate(requests, sampling)
-    }
-}
+forward_student!(&mut T, Box<T>);

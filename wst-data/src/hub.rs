@@ -51,15 +51,16 @@ pub fn resolve_with(
             )
         },
     };
-    let cached = hub.snapshot(&root).map(|snap| {
+    let pick_in = |snap: &Path| {
         pick(
-            &snap,
+            snap,
             rid.path.as_deref(),
             split,
             default_config,
             &not_cached,
         )
-    });
+    };
+    let cached = hub.snapshot(&root).map(|snap| pick_in(&snap));
     match cached {
         Some(Ok(files)) => return Ok(files),
         Some(Err(e)) if !hub.can_download() => return Err(e),
@@ -80,14 +81,7 @@ pub fn resolve_with(
                 .collect(),
         });
     }
-    let snap = hub.fetch(&root, &wanted)?;
-    pick(
-        &snap,
-        rid.path.as_deref(),
-        split,
-        default_config,
-        &not_cached,
-    )
+    pick_in(&hub.fetch(&root, &wanted)?)
 }
 
 /// The folder inside the repository that holds the data: `sub`, else `default_config` when the

@@ -6,6 +6,44 @@
 //! split, and stores rollouts and baselines as Parquet. Writers use `arrow`/`parquet` directly
 //! (exact control of the schema, atomic temp-file + rename); readers and reports use polars lazy
 //! scans, the same way an analyst would read a run. It does not link libtorch.
+//!
+//! Rollouts of a run, one Parquet file per step, written atomically and read back (or scanned
+//! lazily with polars, [`scan_rollouts`]):
+//!
+//! ```
+//! use wst_core::{RewardComponents, RolloutRecord};
+//! use wst_data::RolloutStore;
+//!
+//! let run = tempfile::tempdir()?;
+//! let record = RolloutRecord {
+//!     run_id: "demo".into(),
+//!     step: 0,
+//!     query_id: "gsm8k/0".into(),
+//!     query: "What is 2 + 3?".into(),
+//!     group_index: 0,
+//!     instruction: "Add the two numbers.".into(),
+//!     instruction_tokens: 5,
+//!     truncated: false,
+//!     replies: vec![Some("5".into()), None],
+//!     reward_components: vec![
+//!         RewardComponents::from_pairs([("correct", 1.0)]),
+//!         RewardComponents::default(),
+//!     ],
+//!     rewards: vec![Some(1.0), None],
+//!     reward_mean: Some(1.0),
+//!     baseline: 0.5,
+//!     reward: Some(0.5),
+//!     advantage: 0.0,
+//!     teacher_logprob_sum: -3.25,
+//!     created_ms: 0,
+//!     scored_ms: 1,
+//! };
+//! let store = RolloutStore::open(run.path())?;
+//! store.write(0, &[record.clone()])?;
+//! assert_eq!(store.steps()?, vec![0]);
+//! assert_eq!(store.read_all()?, vec![record]);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 mod arith;
 mod atomic;

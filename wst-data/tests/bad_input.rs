@@ -14,6 +14,11 @@ fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> String {
     s(&p)
 }
 
+/// The error of loading `path` as `kind`, as text.
+fn load_error(kind: DatasetKind, path: impl Into<String>) -> String {
+    load_dataset(&cfg(kind, path), 0).unwrap_err().to_string()
+}
+
 const GOOD: &str = r#"{"question": "What is 2 + 2?", "answer": "2 + 2 = 4\n#### 4"}"#;
 
 #[test]
@@ -46,9 +51,7 @@ fn missing_and_mistyped_fields_are_named() {
         "m.jsonl",
         &format!("{GOOD}\n{{\"question\": \"q\"}}\n"),
     );
-    let msg = load_dataset(&cfg(DatasetKind::Gsm8k, &path), 0)
-        .unwrap_err()
-        .to_string();
+    let msg = load_error(DatasetKind::Gsm8k, &path);
     assert!(
         msg.contains("m.jsonl") && msg.contains("line 2") && msg.contains("missing field `answer`"),
         "{msg}"
@@ -59,9 +62,7 @@ fn missing_and_mistyped_fields_are_named() {
         "t.jsonl",
         "{\"question\": 3, \"answer\": \"#### 1\"}\n",
     );
-    let msg = load_dataset(&cfg(DatasetKind::Gsm8k, &path), 0)
-        .unwrap_err()
-        .to_string();
+    let msg = load_error(DatasetKind::Gsm8k, &path);
     assert!(
         msg.contains("line 1")
             && msg.contains("`question`")
@@ -75,15 +76,11 @@ fn missing_and_mistyped_fields_are_named() {
         "v.jsonl",
         &format!("{{\"question\": \"q\", \"answer\": \"four\"}}\n{GOOD}\n"),
     );
-    let msg = load_dataset(&cfg(DatasetKind::Gsm8k, &path), 0)
-        .unwrap_err()
-        .to_string();
+    let msg = load_error(DatasetKind::Gsm8k, &path);
     assert!(msg.contains("`answer`") && msg.contains("####"), "{msg}");
 
     let path = write(&dir, "a.jsonl", "[1, 2]\n");
-    let msg = load_dataset(&cfg(DatasetKind::Gsm8k, &path), 0)
-        .unwrap_err()
-        .to_string();
+    let msg = load_error(DatasetKind::Gsm8k, &path);
     assert!(
         msg.contains("expected a JSON object") && msg.contains("line 1"),
         "{msg}"
@@ -113,18 +110,14 @@ fn empty_files_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     for (name, text) in [("e.jsonl", ""), ("blank.jsonl", "\n\n  \n")] {
         let path = write(&dir, name, text);
-        let msg = load_dataset(&cfg(DatasetKind::Gsm8k, &path), 0)
-            .unwrap_err()
-            .to_string();
+        let msg = load_error(DatasetKind::Gsm8k, &path);
         assert!(msg.contains(name) && msg.contains("no rows"), "{msg}");
     }
     let gz = dir.path().join("e.jsonl.gz");
     flate2::write::GzEncoder::new(std::fs::File::create(&gz).unwrap(), Default::default())
         .finish()
         .unwrap();
-    let msg = load_dataset(&cfg(DatasetKind::HhRlhf, s(&gz)), 0)
-        .unwrap_err()
-        .to_string();
+    let msg = load_error(DatasetKind::HhRlhf, s(&gz));
     assert!(msg.contains("no rows"), "{msg}");
 }
 
@@ -153,9 +146,7 @@ fn truncated_files_are_clear_errors() {
         .unwrap()
         .write_all(&gz[..gz.len() / 2])
         .unwrap();
-    let msg = load_dataset(&cfg(DatasetKind::HhRlhf, s(&p)), 0)
-        .unwrap_err()
-        .to_string();
+    let msg = load_error(DatasetKind::HhRlhf, s(&p));
     assert!(
         msg.contains("cut.jsonl.gz") && msg.contains("truncated"),
         "{msg}"
@@ -166,15 +157,11 @@ fn truncated_files_are_clear_errors() {
 fn unknown_paths_and_formats() {
     let dir = tempfile::tempdir().unwrap();
     let p = write(&dir, "x.csv", "a,b\n");
-    let msg = load_dataset(&cfg(DatasetKind::Gsm8k, &p), 0)
-        .unwrap_err()
-        .to_string();
+    let msg = load_error(DatasetKind::Gsm8k, &p);
     assert!(
         msg.contains("x.csv") && msg.contains("unknown data format"),
         "{msg}"
     );
-    let msg = load_dataset(&cfg(DatasetKind::Gsm8k, "/no/such/file.jsonl"), 0)
-        .unwrap_err()
-        .to_string();
+    let msg = load_error(DatasetKind::Gsm8k, "/no/such/file.jsonl");
     assert!(msg.contains("/no/such/file.jsonl"), "{msg}");
 }

@@ -193,7 +193,8 @@ fn strftime_now(fmt: &str) -> String {
     format_time(secs, fmt)
 }
 
-fn format_time(secs: i64, fmt: &str) -> String {
+/// `secs` since 1970 (UTC) formatted as [`strftime_now`] does.
+pub(crate) fn format_time(secs: i64, fmt: &str) -> String {
     const MONTHS: [&str; 12] = [
         "January",
         "February",

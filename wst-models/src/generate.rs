@@ -264,18 +264,14 @@ impl<'a> Generator<'a> {
         loop {
             if done - read >= check_every || done == max_new {
                 let n = done - read;
-                let ids = Vec::<i64>::try_from(
-                    bufs.ids
-                        .narrow(1, read as i64, n as i64)
+                // Steps `read..done` of a buffer, on the host, row after row.
+                let unread = |buf: &Tensor| {
+                    buf.narrow(1, read as i64, n as i64)
                         .to_device(Device::Cpu)
-                        .flatten(0, -1),
-                )?;
-                let lps = Vec::<f32>::try_from(
-                    bufs.logprobs
-                        .narrow(1, read as i64, n as i64)
-                        .to_device(Device::Cpu)
-                        .flatten(0, -1),
-                )?;
+                        .flatten(0, -1)
+                };
+                let ids = Vec::<i64>::try_from(unread(&bufs.ids))?;
+                let lps = Vec::<f32>::try_from(unread(&bufs.logprobs))?;
                 for row in 0..b {
                     for j in 0..n {
                         if finished[row].is_some() {

@@ -9,6 +9,49 @@
 //! [`LoadedModel`] puts a model together with its tokenizer, chat template and special tokens,
 //! from a folder, a `.gguf` file, a hub model id (cached or downloaded, [`hub`]) or a trained
 //! checkpoint; [`export`] writes any of them back as a Hugging Face folder.
+//!
+//! A decoder with random weights (here a tiny Llama), sampled greedily; the log-probabilities
+//! the sampler reports are those the model scores for the same tokens:
+//!
+//! ```
+//! use tch::{Device, Tensor};
+//! use wst_core::SamplingParams;
+//! use wst_models::{target_logprobs, Arch, DecoderConfig, DecoderLm, Generator};
+//!
+//! let model = DecoderLm::random(DecoderConfig::tiny(Arch::Llama), Device::Cpu, 0)?;
+//! let greedy = SamplingParams {
+//!     temperature: 0.0,
+//!     max_new_tokens: 6,
+//!     ..SamplingParams::default()
+//! };
+//! let out = Generator::without_tokenizer(&model, &[], 0).generate(&[vec![1, 2, 3]], &greedy)?;
+//! assert_eq!(out[0].token_ids.len(), 6);
+//!
+//! let ids: Vec<i64> = [1, 2, 3].iter().chain(&out[0].token_ids).map(|&t| t as i64).collect();
+//! let logits = model.forward(&Tensor::from_slice(&ids).unsqueeze(0), None)?;
+//! let targets = Tensor::from_slice(&ids[3..]).unsqueeze(0);
+//! let scored = target_logprobs(&logits.narrow(1, 2, 6), &targets);
+//! let scored: Vec<f32> = Vec::try_from(scored.squeeze_dim(0))?;
+//! for (a, b) in scored.iter().zip(&out[0].logprobs) {
+//!     assert!((a - b).abs() < 1e-4, "{a} vs {b}");
+//! }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! A real model loads the same way from a folder, a `.gguf` file or a hub id, with its
+//! tokenizer and chat template:
+//!
+//! ```no_run
+//! use tch::{Device, Kind};
+//! use wst_core::SamplingParams;
+//! use wst_models::{ChatMessage, LoadedModel};
+//!
+//! let lm = LoadedModel::load("HuggingFaceTB/SmolLM2-135M-Instruct", Device::Cpu, Kind::Float)?;
+//! let prompt = lm.encode_chat(&[ChatMessage::new("user", "What is 2 + 3?")])?;
+//! let out = lm.generate(&[prompt], &SamplingParams::default())?;
+//! println!("{}", out[0].text);
+//! # Ok::<(), wst_models::Error>(())
+//! ```
 
 mod chat;
 mod config;
@@ -24,6 +67,8 @@ pub mod hub;
 mod loader;
 mod student;
 pub mod student_http;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod tokenizer;
 mod weights;
 

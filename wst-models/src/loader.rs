@@ -139,14 +139,15 @@ impl LoadedModel {
         let mut store = WeightStore::open(dir)?;
         let model = DecoderLm::load(config, &mut store, device, kind)?;
 
-        let mut eos = model.config().eos_token_ids.clone();
+        // The folder's special tokens, after (and below) those of config.json.
+        let mut eos = Vec::new();
         let gen = dir.join("generation_config.json");
         if gen.is_file() {
             let v = read_json(&gen)?;
             eos.extend(id_list(v.get("eos_token_id")));
         }
         let tok_config = dir.join("tokenizer_config.json");
-        let mut pad = model.config().pad_token_id;
+        let mut pad = None;
         if tok_config.is_file() {
             let v = read_json(&tok_config)?;
             let id = |key: &str| {
@@ -155,7 +156,7 @@ impl LoadedModel {
                 tokenizer.token_to_id(text)
             };
             eos.extend(id("eos_token"));
-            pad = pad.or_else(|| id("pad_token"));
+            pad = id("pad_token");
         }
         Ok(Self::assemble(
             model,
@@ -186,28 +187,31 @@ impl LoadedModel {
         };
         let mut store = WeightStore::from_tensors(g.tensors, name.clone());
         let model = DecoderLm::load(config, &mut store, device, kind)?;
-        let eos = model.config().eos_token_ids.clone();
-        let pad = model.config().pad_token_id;
         Ok(Self::assemble(
             model,
             tokenizer,
             chat_template,
-            eos,
-            pad,
+            Vec::new(),
+            None,
             name,
         ))
     }
 
+    /// The model's special tokens are those of its config, then `extra_eos` and, without a
+    /// padding token in the config, `pad`, else the first end-of-sequence token.
     fn assemble(
         model: DecoderLm,
         tokenizer: Tokenizer,
         chat_template: Option<ChatTemplate>,
-        mut eos: Vec<u32>,
+        extra_eos: Vec<u32>,
         pad: Option<u32>,
         name: String,
     ) -> Self {
+        let mut eos = model.config().eos_token_ids.clone();
+        eos.extend(extra_eos);
         let mut seen = std::collections::BTreeSet::new();
         eos.retain(|id| seen.insert(*id));
+        let pad = model.config().pad_token_id.or(pad);
         let pad_token_id = pad.or_else(|| eos.first().copied()).unwrap_or(0);
         LoadedModel {
             model,

@@ -129,13 +129,20 @@ impl LocalStudent {
     }
 }
 
+/// A student's id: `BACKEND:MODEL`, with `;instruction=user` when the instruction opens the
+/// user message (it changes the replies, so baselines keyed by the id stay apart).
+pub(crate) fn student_id(backend: &str, model: &str, instruction_in_user: bool) -> String {
+    let role = if instruction_in_user {
+        ";instruction=user"
+    } else {
+        ""
+    };
+    format!("{backend}:{model}{role}")
+}
+
 impl Student for LocalStudent {
     fn id(&self) -> String {
-        if self.instruction_in_user {
-            format!("local:{};instruction=user", self.model.name)
-        } else {
-            format!("local:{}", self.model.name)
-        }
+        student_id("local", &self.model.name, self.instruction_in_user)
     }
 
     fn generate(

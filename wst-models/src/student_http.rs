@@ -540,11 +540,7 @@ impl HttpStudent {
 
 impl Student for HttpStudent {
     fn id(&self) -> String {
-        if self.instruction_in_user {
-            format!("openai:{};instruction=user", self.shared.model)
-        } else {
-            format!("openai:{}", self.shared.model)
-        }
+        crate::student::student_id("openai", &self.shared.model, self.instruction_in_user)
     }
 
     fn generate(

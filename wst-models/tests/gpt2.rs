@@ -1,46 +1,18 @@
 //! GPT-2 sequence classifier: the random `tiny-gpt2-rm` against the Python reference's pair ids
 //! and scores, batching, bf16, and load errors on damaged copies of its folder.
 
-use std::path::{Path, PathBuf};
-
 use serde_json::Value;
 use tch::{Device, Kind, Tensor};
+use wst_models::testing::{tiny_gpt2_rm_dir as tiny_dir, tiny_gpt2_rm_reference};
 use wst_models::{Error, GPT2ForSequenceClassification};
 
 type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 
-/// The reference folder, with a clear failure when the shared assets are absent.
-fn tiny_dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/testvectors/tiny-gpt2-rm");
-    assert!(
-        dir.join("reference.json").is_file(),
-        "test asset missing: {} (the shared test vectors sit beside the repository)",
-        dir.display()
-    );
-    dir
-}
-
 /// `(query, response, input_ids, score)` of every reference pair.
 fn reference() -> Vec<(String, String, Vec<i64>, f64)> {
-    let text = std::fs::read_to_string(tiny_dir().join("reference.json")).unwrap();
-    let v: Value = serde_json::from_str(&text).unwrap();
-    v["pairs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| {
-            (
-                p["query"].as_str().unwrap().to_string(),
-                p["response"].as_str().unwrap().to_string(),
-                p["input_ids"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|i| i.as_i64().unwrap())
-                    .collect(),
-                p["score"].as_f64().unwrap(),
-            )
-        })
+    tiny_gpt2_rm_reference()
+        .into_iter()
+        .map(|p| (p.query, p.response, p.input_ids, p.score))
         .collect()
 }
 

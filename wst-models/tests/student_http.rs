@@ -10,10 +10,12 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use wst_core::http_test::{parse_request, Request};
 use wst_core::{
     PromptTemplates, Query, SamplingParams, Student, StudentConfig, StudentKind, StudentRequest,
     TemplatePreset,
 };
+use wst_models::testing::http_date;
 use wst_models::{Backoff, HttpStudent};
 
 /// What the server does with the n-th chat request.
@@ -61,33 +63,6 @@ struct MockServer {
     _runtime: tokio::runtime::Runtime,
 }
 
-/// An IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`) of seconds since 1970.
-fn http_date(secs: u64) -> String {
-    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{}, {d:02} {} {y} {:02}:{:02}:{:02} GMT",
-        DAYS[days.rem_euclid(7) as usize],
-        MONTHS[(m - 1) as usize],
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
 fn choices(n: usize, content: impl Fn(usize) -> serde_json::Value) -> String {
     let choices: Vec<serde_json::Value> = (0..n)
         .map(|j| {
@@ -101,39 +76,17 @@ fn choices(n: usize, content: impl Fn(usize) -> serde_json::Value) -> String {
     serde_json::json!({"object": "chat.completion", "choices": choices}).to_string()
 }
 
-async fn read_request(sock: &mut TcpStream) -> Option<(String, String, String)> {
+/// One request, read until [`parse_request`] finds it whole.
+async fn read_request(sock: &mut TcpStream) -> Option<Request> {
     let mut buf = Vec::new();
-    let mut tmp = [0u8; 4096];
-    let head_end = loop {
-        let n = sock.read(&mut tmp).await.ok()?;
-        if n == 0 {
+    loop {
+        if sock.read_buf(&mut buf).await.ok()? == 0 {
             return None;
         }
-        buf.extend_from_slice(&tmp[..n]);
-        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break p + 4;
+        if let Some(req) = parse_request(&buf) {
+            return Some(req);
         }
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
-    let len: usize = head
-        .lines()
-        .find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case("content-length")
-                .then(|| v.trim().parse().ok())
-                .flatten()
-        })
-        .unwrap_or(0);
-    while buf.len() < head_end + len {
-        let n = sock.read(&mut tmp).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(&tmp[..n]);
     }
-    let first = head.lines().next().unwrap_or("").to_string();
-    let body = String::from_utf8_lossy(&buf[head_end..head_end + len]).to_string();
-    Some((first, head, body))
 }
 
 async fn respond(sock: &mut TcpStream, status: &str, extra: &str, body: &str) {
@@ -168,21 +121,21 @@ impl MockServer {
                 let bodies = bodies2.clone();
                 let counter = counter.clone();
                 tokio::spawn(async move {
-                    let Some((first, head, body)) = read_request(&mut sock).await else {
+                    let Some(req) = read_request(&mut sock).await else {
                         return;
                     };
-                    if first.starts_with("GET /v1/models") {
+                    if req.first.starts_with("GET /v1/models") {
                         let body = r#"{"object":"list","data":[{"id":"mock-model","object":"model"}]}"#;
                         respond(&mut sock, "200 OK", "", body).await;
                         return;
                     }
                     if let Some(k) = key {
-                        if !head.contains(&format!("Bearer {k}")) {
+                        if !req.head.contains(&format!("Bearer {k}")) {
                             respond(&mut sock, "401 Unauthorized", "", "{}").await;
                             return;
                         }
                     }
-                    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+                    let v: serde_json::Value = serde_json::from_str(&req.body).unwrap();
                     let msgs = v["messages"].as_array().unwrap();
                     let user = msgs.last().unwrap()["content"].as_str().unwrap().to_string();
                     let n = v["n"].as_u64().unwrap() as usize;
@@ -201,12 +154,8 @@ impl MockServer {
                         Behaviour::Malformed => respond(&mut sock, "200 OK", "", "{\"choices\": [").await,
                         Behaviour::Drop => drop(sock),
                         Behaviour::Unauthorized => {
-                            let auth = head
-                                .lines()
-                                .find_map(|l| {
-                                    let (k, v) = l.split_once(':')?;
-                                    k.eq_ignore_ascii_case("authorization").then(|| v.trim())
-                                })
+                            let auth = req
+                                .header("authorization")
                                 .and_then(|v| v.strip_prefix("Bearer "))
                                 .unwrap_or("none")
                                 .to_string();
@@ -255,17 +204,8 @@ impl MockServer {
                             if b == Behaviour::Slow {
                                 tokio::time::sleep(Duration::from_secs(3)).await;
                             }
-                            let choices: Vec<serde_json::Value> = (0..n)
-                                .map(|j| {
-                                    serde_json::json!({
-                                        "index": j,
-                                        "message": {"role": "assistant", "content": format!("answer to [{user}] #{j}")},
-                                        "finish_reason": "stop"
-                                    })
-                                })
-                                .collect();
-                            let body = serde_json::json!({"object": "chat.completion", "choices": choices});
-                            respond(&mut sock, "200 OK", "", &body.to_string()).await;
+                            let body = choices(n, |j| format!("answer to [{user}] #{j}").into());
+                            respond(&mut sock, "200 OK", "", &body).await;
                         }
                     }
                 });
@@ -302,6 +242,13 @@ fn fast_backoff() -> Backoff {
         max: Duration::from_millis(50),
         max_retry_after: Duration::from_secs(5),
     }
+}
+
+/// A student of `srv` alone, with `retries` retries and the fast backoff.
+fn fast_student(srv: &MockServer, retries: u32) -> HttpStudent {
+    HttpStudent::from_config(&student_config(vec![srv.url.clone()], retries), templates())
+        .unwrap()
+        .with_backoff(fast_backoff())
 }
 
 #[test]
@@ -377,9 +324,7 @@ fn flaky_server_loses_no_request() {
 #[test]
 fn failures_after_the_last_retry_are_explicit_and_counted() {
     let srv = MockServer::start(|_| Behaviour::ServerError, None);
-    let mut s = HttpStudent::from_config(&student_config(vec![srv.url.clone()], 2), templates())
-        .unwrap()
-        .with_backoff(fast_backoff());
+    let mut s = fast_student(&srv, 2);
     let q = Query::new("q", "What is 1 + 1?");
     let reqs = vec![
         StudentRequest {
@@ -521,9 +466,7 @@ fn refusals_stop_the_call_at_once_with_status_message_and_hint() {
 #[test]
 fn a_bad_request_fails_its_replies_without_retry() {
     let srv = MockServer::start(|_| Behaviour::BadRequest, None);
-    let mut s = HttpStudent::from_config(&student_config(vec![srv.url.clone()], 5), templates())
-        .unwrap()
-        .with_backoff(fast_backoff());
+    let mut s = fast_student(&srv, 5);
     let out = one_request(&mut s, 2).unwrap();
     for r in out.iter().flatten() {
         let wst_core::StudentReply::Failed(f) = r else {
@@ -543,9 +486,7 @@ fn a_bad_request_fails_its_replies_without_retry() {
 #[test]
 fn null_content_and_content_filter_are_failed_replies() {
     let srv = MockServer::start(|_| Behaviour::NullContent, None);
-    let mut s = HttpStudent::from_config(&student_config(vec![srv.url.clone()], 5), templates())
-        .unwrap()
-        .with_backoff(fast_backoff());
+    let mut s = fast_student(&srv, 5);
     let out = one_request(&mut s, 4).unwrap();
     for replies in &out {
         let errors: Vec<&str> = replies
@@ -614,9 +555,7 @@ fn retry_after_as_an_http_date_is_honoured() {
         }
     }
     let srv = MockServer::start(first_busy, None);
-    let mut s = HttpStudent::from_config(&student_config(vec![srv.url.clone()], 2), templates())
-        .unwrap()
-        .with_backoff(fast_backoff());
+    let mut s = fast_student(&srv, 2);
     let q = Query::new("q", "What is 1 + 1?");
     let req = [StudentRequest {
         query: &q,

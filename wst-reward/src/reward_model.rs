@@ -71,6 +71,17 @@ pub fn hh_rlhf_response(reply: &str) -> String {
     }
 }
 
+/// At least one model and a positive batch size.
+fn check_counts(models: usize, batch_size: usize) -> Result<(), RewardModelError> {
+    if models == 0 {
+        return Err(RewardModelError::NoModels);
+    }
+    if batch_size == 0 {
+        return Err(RewardModelError::ZeroBatch);
+    }
+    Ok(())
+}
+
 /// A [`Reward`] with one component per GPT-2 reward model, e.g. `harmless` and `helpful`.
 pub struct RewardModelReward {
     /// Distinct models.
@@ -104,12 +115,7 @@ impl RewardModelReward {
         kind: Kind,
         batch_size: usize,
     ) -> Result<Self, RewardModelError> {
-        if models.is_empty() {
-            return Err(RewardModelError::NoModels);
-        }
-        if batch_size == 0 {
-            return Err(RewardModelError::ZeroBatch);
-        }
+        check_counts(models.len(), batch_size)?;
         let mut specs: Vec<&str> = Vec::new();
         let mut distinct = Vec::new();
         let mut components = Vec::new();
@@ -149,12 +155,7 @@ impl RewardModelReward {
         mut components: Vec<(String, usize)>,
         batch_size: usize,
     ) -> Result<Self, RewardModelError> {
-        if models.is_empty() {
-            return Err(RewardModelError::NoModels);
-        }
-        if batch_size == 0 {
-            return Err(RewardModelError::ZeroBatch);
-        }
+        check_counts(models.len(), batch_size)?;
         components.sort();
         if let Some(w) = components.windows(2).find(|w| w[0].0 == w[1].0) {
             return Err(RewardModelError::DuplicateComponent {

@@ -5,42 +5,22 @@
 #![cfg(feature = "reward-model")]
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use serde_json::Value;
 use tch::{Device, Kind, Tensor};
 use wst_core::{
     Query, Reward, RewardConfig, RewardInput, RewardKind, RewardWeights, WeightedReward,
 };
+use wst_models::testing::{tiny_gpt2_rm_dir as tiny_dir, tiny_gpt2_rm_reference};
 use wst_reward::{RewardModelError, RewardModelReward};
 
 type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 
-fn tiny_dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/testvectors/tiny-gpt2-rm");
-    assert!(
-        dir.join("reference.json").is_file(),
-        "test asset missing: {} (the shared test vectors sit beside the repository)",
-        dir.display()
-    );
-    dir
-}
-
 /// `(query, response, score)` of every reference pair.
 fn reference() -> Vec<(String, String, f64)> {
-    let text = std::fs::read_to_string(tiny_dir().join("reference.json")).unwrap();
-    let v: Value = serde_json::from_str(&text).unwrap();
-    v["pairs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| {
-            (
-                p["query"].as_str().unwrap().to_string(),
-                p["response"].as_str().unwrap().to_string(),
-                p["score"].as_f64().unwrap(),
-            )
-        })
+    tiny_gpt2_rm_reference()
+        .into_iter()
+        .map(|p| (p.query, p.response, p.score))
         .collect()
 }
 

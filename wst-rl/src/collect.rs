@@ -13,7 +13,7 @@ use wst_core::{
 };
 
 use crate::metrics::contains_answer;
-use crate::policy::{Policy, PolicySample};
+use crate::policy::{Draw, Policy, PolicySample};
 use crate::{Error, Result};
 
 /// The seed of random stream `stream` at step `step` of a run seeded with `seed`. Every random
@@ -368,12 +368,12 @@ impl Collector {
             .map(|q| policy.encode_prompt(&self.templates.teacher(q)?))
             .collect::<Result<Vec<_>>>()?;
         let created_ms = now_ms();
-        let samples = policy.sample(
-            &prompts,
-            g,
-            &self.teacher_sampling,
-            derive_seed(self.seed, step, 0),
-        )?;
+        let draw = Draw {
+            n: g,
+            params: &self.teacher_sampling,
+            seed: derive_seed(self.seed, step, 0),
+        };
+        let samples = policy.sample(&prompts, draw)?;
         stats.t_teacher_gen = t.elapsed().as_secs_f64();
         if samples.len() != queries.len() || samples.iter().any(|s| s.len() != g) {
             return Err(Error::Contract(format!(

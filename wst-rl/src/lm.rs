@@ -10,10 +10,10 @@ use std::path::Path;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use tch::{nn, Device, Tensor};
-use wst_core::{ChatPrompt, FinishReason, SamplingParams};
+use wst_core::{ChatPrompt, FinishReason};
 use wst_models::{DecoderLm, LoadedModel, WeightStore};
 
-use crate::policy::{Policy, PolicySample, TokenBatch};
+use crate::policy::{Draw, Policy, PolicySample, TokenBatch};
 use crate::{Error, Result};
 
 /// A decoder LM as the GRPO teacher.
@@ -115,13 +115,8 @@ impl Policy for LmPolicy {
         Ok(ids.into_iter().map(i64::from).collect())
     }
 
-    fn sample(
-        &mut self,
-        prompts: &[Vec<i64>],
-        n: usize,
-        params: &SamplingParams,
-        seed: u64,
-    ) -> Result<Vec<Vec<PolicySample>>> {
+    fn sample(&mut self, prompts: &[Vec<i64>], draw: Draw<'_>) -> Result<Vec<Vec<PolicySample>>> {
+        let Draw { n, params, seed } = draw;
         let mut rows: Vec<Vec<u32>> = Vec::with_capacity(prompts.len() * n);
         for (i, p) in prompts.iter().enumerate() {
             let ids: Vec<u32> = p
@@ -166,15 +161,7 @@ impl Policy for LmPolicy {
         Ok(self.model.model.head_logits_at(features, temperature)?)
     }
 
-    fn head_logprobs(
-        &self,
-        features: &Tensor,
-        targets: &Tensor,
-        temperature: f64,
-    ) -> Result<Tensor> {
-        Ok(self
-            .model
-            .model
-            .head_logprobs_at(features, targets, temperature)?)
+    fn head_logprobs(&self, features: &Tensor, targets: &Tensor, temp: f64) -> Result<Tensor> {
+        Ok(self.model.model.head_logprobs_at(features, targets, temp)?)
     }
 }

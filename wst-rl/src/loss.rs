@@ -494,12 +494,7 @@ mod tests {
         let lp = t2(&[0.5, -0.5, 1.1f32.ln()], 1).set_requires_grad(true);
         let mask = t2(&[1.0, 1.0, 1.0], 1);
         let adv = Tensor::from_slice(&[1.0f32]);
-        let d = LossDenom {
-            sequences: 1.0,
-            tokens: 3.0,
-            max_len: 3.0,
-            micro_batches: 1.0,
-        };
+        let d = one_row(3.0);
         let out = grpo_loss(
             &lp,
             &old,
@@ -528,12 +523,7 @@ mod tests {
             &Tensor::from_slice(&[-1.0f32]),
             &t2(&[1.0, 1.0], 1),
             &params(LossType::Dapo, 0.0),
-            &LossDenom {
-                sequences: 1.0,
-                tokens: 2.0,
-                max_len: 2.0,
-                micro_batches: 1.0,
-            },
+            &one_row(2.0),
         );
         let expect = (0.5f64.exp() + 0.8) / 2.0;
         assert!((val(&out.loss) - expect).abs() < 1e-5);
@@ -548,12 +538,7 @@ mod tests {
         let h = |d: f64| d.exp() - d - 1.0;
         assert!((k[0] as f64 - h(-0.5)).abs() < 1e-6);
         assert!((k[1] as f64 - h(1.0)).abs() < 1e-6);
-        let d = LossDenom {
-            sequences: 1.0,
-            tokens: 2.0,
-            max_len: 2.0,
-            micro_batches: 1.0,
-        };
+        let d = one_row(2.0);
         let out = grpo_loss(
             &lp,
             &lp,

@@ -27,6 +27,18 @@ pub struct PolicySample {
     pub truncated: bool,
 }
 
+/// How [`Policy::sample`] draws: `n` completions per prompt with `params` (whose
+/// `max_new_tokens` is the length cap), from `seed`.
+#[derive(Debug, Clone, Copy)]
+pub struct Draw<'a> {
+    /// Completions per prompt.
+    pub n: usize,
+    /// The sampling parameters.
+    pub params: &'a SamplingParams,
+    /// The seed: the same prompts, parameters and seed give the same samples.
+    pub seed: u64,
+}
+
 /// A padded batch of `prompt + completion` sequences.
 ///
 /// Row `n` is laid out as `[pad.. prompt_n | completion_n ..pad]`: prompts are left-padded to
@@ -153,15 +165,10 @@ pub trait Policy {
     /// tokenizes it.
     fn encode_prompt(&self, prompt: &ChatPrompt) -> Result<Vec<i64>>;
 
-    /// Draws `n` completions for each prompt, returned grouped per prompt (outer: prompts, inner:
-    /// `n` samples), with `params.max_new_tokens` as the length cap. Runs without gradients.
-    fn sample(
-        &mut self,
-        prompts: &[Vec<i64>],
-        n: usize,
-        params: &SamplingParams,
-        seed: u64,
-    ) -> Result<Vec<Vec<PolicySample>>>;
+    /// Draws `draw.n` completions for each prompt, returned grouped per prompt (outer: prompts,
+    /// inner: `n` samples), with `draw.params.max_new_tokens` as the length cap. Runs without
+    /// gradients.
+    fn sample(&mut self, prompts: &[Vec<i64>], draw: Draw<'_>) -> Result<Vec<Vec<PolicySample>>>;
 
     /// Full-sequence logits `[N, T, V]` for a batch (with gradients when enabled).
     fn logits(&self, batch: &TokenBatch) -> Result<Tensor>;
@@ -256,11 +263,9 @@ macro_rules! forward_policy {
             fn sample(
                 &mut self,
                 prompts: &[Vec<i64>],
-                n: usize,
-                params: &SamplingParams,
-                seed: u64,
+                draw: Draw<'_>,
             ) -> Result<Vec<Vec<PolicySample>>> {
-                (**self).sample(prompts, n, params, seed)
+                (**self).sample(prompts, draw)
             }
             fn logits(&self, batch: &TokenBatch) -> Result<Tensor> {
                 (**self).logits(batch)
@@ -274,13 +279,8 @@ macro_rules! forward_policy {
             fn head_logits(&self, features: &Tensor, temperature: f64) -> Result<Tensor> {
                 (**self).head_logits(features, temperature)
             }
-            fn head_logprobs(
-                &self,
-                features: &Tensor,
-                targets: &Tensor,
-                temperature: f64,
-            ) -> Result<Tensor> {
-                (**self).head_logprobs(features, targets, temperature)
+            fn head_logprobs(&self, features: &Tensor, targets: &Tensor, t: f64) -> Result<Tensor> {
+                (**self).head_logprobs(features, targets, t)
             }
             fn token_logprobs_at(&self, batch: &TokenBatch, temperature: f64) -> Result<Tensor> {
                 (**self).token_logprobs_at(batch, temperature)

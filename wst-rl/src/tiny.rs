@@ -9,7 +9,7 @@ use wst_core::{splitmix64, ChatPrompt, SamplingParams};
 
 #[cfg(test)]
 use crate::policy::completion_logprobs;
-use crate::policy::{Policy, PolicySample, TokenBatch};
+use crate::policy::{Draw, Policy, PolicySample, TokenBatch};
 use crate::Result;
 
 /// Padding token (never sampled).
@@ -242,13 +242,8 @@ impl Policy for TinyPolicy {
         Ok(ids)
     }
 
-    fn sample(
-        &mut self,
-        prompts: &[Vec<i64>],
-        n: usize,
-        params: &SamplingParams,
-        seed: u64,
-    ) -> Result<Vec<Vec<PolicySample>>> {
+    fn sample(&mut self, prompts: &[Vec<i64>], draw: Draw<'_>) -> Result<Vec<Vec<PolicySample>>> {
+        let Draw { n, params, seed } = draw;
         let _guard = tch::no_grad_guard();
         let rows: Vec<&[i64]> = prompts
             .iter()
@@ -342,12 +337,13 @@ mod tests {
             max_new_tokens: 5,
             ..SamplingParams::default()
         };
-        let s1 = p
-            .sample(std::slice::from_ref(&prompt), 3, &params, 9)
-            .unwrap();
-        let s2 = p
-            .sample(std::slice::from_ref(&prompt), 3, &params, 9)
-            .unwrap();
+        let draw = Draw {
+            n: 3,
+            params: &params,
+            seed: 9,
+        };
+        let s1 = p.sample(std::slice::from_ref(&prompt), draw).unwrap();
+        let s2 = p.sample(std::slice::from_ref(&prompt), draw).unwrap();
         assert_eq!(s1, s2);
         let pairs: Vec<(&[i64], &[i64])> = s1[0]
             .iter()

@@ -372,6 +372,13 @@ mod tests {
             .collect()
     }
 
+    /// The tiny random decoder of `arch` with a vocabulary of 64, seeded.
+    fn tiny_model(arch: Arch, seed: i64) -> DecoderLm {
+        let mut config = DecoderConfig::tiny(arch);
+        config.vocab_size = 64;
+        DecoderLm::random(config, Device::Cpu, seed).unwrap()
+    }
+
     /// Four rows of `cols` token ids in [1, 64), seeded.
     fn random_rows(seed: i64, cols: i64) -> Vec<Vec<i64>> {
         tch::manual_seed(seed);
@@ -409,9 +416,7 @@ mod tests {
 
     #[test]
     fn chunked_head_backward_equals_one_autograd_graph() {
-        let mut config = DecoderConfig::tiny(Arch::Qwen2);
-        config.vocab_size = 64;
-        let model = DecoderLm::random(config, Device::Cpu, 3).unwrap();
+        let model = tiny_model(Arch::Qwen2, 3);
         let ids = random_rows(1, 10);
         let adv = [0.5f32, -1.0, 2.0, 0.25];
         let micro = mini(micro_batches(&ids, &adv, 4, 3));
@@ -435,9 +440,7 @@ mod tests {
 
     #[test]
     fn chunked_head_equals_one_graph_off_policy_for_every_loss_and_the_entropy_mask() {
-        let mut config = DecoderConfig::tiny(Arch::Qwen2);
-        config.vocab_size = 64;
-        let model = DecoderLm::random(config, Device::Cpu, 4).unwrap();
+        let model = tiny_model(Arch::Qwen2, 4);
         let ids = random_rows(3, 12);
         let scorer = DecoderScorer(&model);
         let mut micro = micro_batches(&ids, &[0.5, -1.0, 2.0, 0.25], 4, 2);
@@ -493,9 +496,7 @@ mod tests {
 
     #[test]
     fn update_steps_and_reports_statistics_read_once() {
-        let mut config = DecoderConfig::tiny(Arch::Llama);
-        config.vocab_size = 64;
-        let model = DecoderLm::random(config, Device::Cpu, 5).unwrap();
+        let model = tiny_model(Arch::Llama, 5);
         let ids = random_rows(2, 10);
         let micro = [mini(micro_batches(&ids, &[1.0, -1.0, 0.5, -0.5], 4, 2))];
         let before: Vec<Tensor> = trainable(model.var_store())

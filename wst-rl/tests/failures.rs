@@ -8,14 +8,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use tch::Tensor;
-use wst_core::{
-    MemoryBaselines, NullSink, Result, SamplingParams, Student, StudentReply, StudentRequest,
-};
-use wst_rl::{checkpoint, metrics, Error, Parts, Trainer, METRICS_FILE};
+use wst_core::{Result, SamplingParams, Student, StudentReply, StudentRequest};
+use wst_rl::{checkpoint, metrics, Error, Trainer, METRICS_FILE};
 
 use crate::support::*;
 
-/// [`MockStudent`], except that while `broken` every reply to requests with an instruction (or,
+/// [`mock_student`], except that while `broken` every reply to requests with an instruction (or,
 /// with `with_instruction = false`, without one) comes back failed: a quarter of the requests
 /// time out, the rest answer `content: null`.
 struct Flaky {
@@ -61,19 +59,12 @@ fn run(dir: &Path, break_after: Option<bool>) -> wst_rl::Result<u64> {
     let mut cfg = config(STEPS, 7);
     cfg.run.keep_checkpoints = 0;
     let broken = Arc::new(AtomicBool::new(false));
-    let parts = Parts {
-        policy: Box::new(policy(7)),
-        reference: None,
-        student: Box::new(Flaky {
-            inner: MockStudent::default(),
-            broken: broken.clone(),
-            with_instruction: break_after.unwrap_or(true),
-        }),
-        reward: Box::new(ExactReward),
-        prompts: Box::new(source(7)),
-        sink: Box::new(NullSink),
-        baselines: Box::new(MemoryBaselines::default()),
+    let student = Flaky {
+        inner: mock_student(),
+        broken: broken.clone(),
+        with_instruction: break_after.unwrap_or(true),
     };
+    let parts = parts_with(policy(7), student, 7);
     let mut t = if checkpoint::latest(dir)?.is_some() {
         Trainer::resume(cfg, parts, dir)?
     } else {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
-use wst_core::{MemoryBaselines, MemorySink, StudentConfig, StudentKind};
+use wst_core::{MemorySink, StudentConfig, StudentKind};
 use wst_models::{Backoff, HttpStudent};
 use wst_rl::{Parts, Trainer};
 
@@ -126,13 +126,8 @@ fn training_against_a_flaky_http_student_completes_and_counts_failures() {
     let mut sink = MemorySink::default();
     let dir = tempfile::tempdir().unwrap();
     let parts = Parts {
-        policy: Box::new(policy(5)),
-        reference: None,
-        student: Box::new(&mut student),
-        reward: Box::new(ExactReward),
-        prompts: Box::new(source(5)),
         sink: Box::new(&mut sink),
-        baselines: Box::new(MemoryBaselines::default()),
+        ..parts_with(policy(5), &mut student, 5)
     };
     let mut t = Trainer::new(cfg, parts, dir.path())
         .unwrap()

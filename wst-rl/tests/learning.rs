@@ -15,13 +15,9 @@ fn tiny_teacher_learns_to_instruct_the_mock_student() {
     let mut sink = MemorySink::default();
     let mut baselines = MemoryBaselines::default();
     let parts = Parts {
-        policy: Box::new(policy(7)),
-        reference: None,
-        student: Box::new(MockStudent::default()),
-        reward: Box::new(ExactReward),
-        prompts: Box::new(source(7)),
         sink: Box::new(&mut sink),
         baselines: Box::new(&mut baselines),
+        ..mock_parts(7)
     };
     let mut t = Trainer::new(cfg, parts, dir.path())
         .unwrap()
@@ -60,13 +56,8 @@ fn kl_to_a_frozen_reference_starts_at_zero_and_grows() {
     let mut cfg = config(6, 11);
     cfg.grpo.beta = 0.05;
     let parts = Parts {
-        policy: Box::new(policy(11)),
         reference: Some(Box::new(policy(11))),
-        student: Box::new(MockStudent::default()),
-        reward: Box::new(ExactReward),
-        prompts: Box::new(source(11)),
-        sink: Box::new(wst_core::NullSink),
-        baselines: Box::new(MemoryBaselines::default()),
+        ..mock_parts(11)
     };
     let mut t = Trainer::new(cfg, parts, dir.path())
         .unwrap()
@@ -79,50 +70,26 @@ fn kl_to_a_frozen_reference_starts_at_zero_and_grows() {
     // Without a reference, beta > 0 is refused.
     let mut cfg = config(1, 11);
     cfg.grpo.beta = 0.05;
-    let parts = Parts {
-        policy: Box::new(policy(11)),
-        reference: None,
-        student: Box::new(MockStudent::default()),
-        reward: Box::new(ExactReward),
-        prompts: Box::new(source(11)),
-        sink: Box::new(wst_core::NullSink),
-        baselines: Box::new(MemoryBaselines::default()),
-    };
-    let e = Trainer::new(cfg, parts, dir.path().join("b")).unwrap_err();
+    let e = Trainer::new(cfg, mock_parts(11), dir.path().join("b")).unwrap_err();
     assert!(e.to_string().contains("reference"), "{e}");
 }
 
 #[test]
 fn baselines_are_computed_once_and_cached() {
     let cfg = config(1, 2);
-    let mut student = MockStudent::default();
+    let mut student = mock_student();
     let mut store = MemoryBaselines::default();
-    let mut src = source(2);
-    let r = wst_rl::collect::compute_baselines(
-        &cfg,
-        &mut student,
-        &mut ExactReward,
-        &mut src,
-        &mut store,
-        None,
-        8,
-    )
-    .unwrap();
+    let baselines = |student: &mut MockStudent, store: &mut MemoryBaselines, limit| {
+        let src = &mut source(2);
+        wst_rl::collect::compute_baselines(&cfg, student, &mut ExactReward, src, store, limit, 8)
+            .unwrap()
+    };
+    let r = baselines(&mut student, &mut store, None);
     assert_eq!(r.values.len(), 20);
     assert_eq!(r.computed, 20);
     assert_eq!(student.calls, 3); // 8 + 8 + 4
     assert!(r.values.iter().all(|(_, s)| *s == 0.0)); // the mock student fails alone
-    let mut src = source(2);
-    let again = wst_rl::collect::compute_baselines(
-        &cfg,
-        &mut student,
-        &mut ExactReward,
-        &mut src,
-        &mut store,
-        Some(5),
-        8,
-    )
-    .unwrap();
+    let again = baselines(&mut student, &mut store, Some(5));
     assert_eq!(
         (again.computed, again.values.len(), student.calls),
         (0, 5, 3)

@@ -5,7 +5,7 @@
 use tch::{Device, Kind, Tensor};
 use wst_core::{ChatPrompt, MemoryBaselines, MemorySink, SamplingParams};
 use wst_models::LoadedModel;
-use wst_rl::{completion_logprobs, LmPolicy, Parts, Policy, TokenBatch, Trainer};
+use wst_rl::{completion_logprobs, Draw, LmPolicy, Parts, Policy, TokenBatch, Trainer};
 
 use crate::support::*;
 
@@ -22,6 +22,16 @@ fn prompt(text: &str) -> ChatPrompt {
     }
 }
 
+/// The teacher and its prompts for `questions`.
+fn encoded(questions: &[&str]) -> (LmPolicy, Vec<Vec<i64>>) {
+    let p = teacher();
+    let prompts = questions
+        .iter()
+        .map(|q| p.encode_prompt(&prompt(q)).unwrap())
+        .collect();
+    (p, prompts)
+}
+
 fn sampling(max_new: usize) -> SamplingParams {
     SamplingParams {
         temperature: 1.0,
@@ -32,16 +42,17 @@ fn sampling(max_new: usize) -> SamplingParams {
 
 #[test]
 fn lm_policy_samples_grouped_and_seeded() {
-    let mut p = teacher();
-    let prompts = vec![
-        p.encode_prompt(&prompt("What is 2 + 3?")).unwrap(),
-        p.encode_prompt(&prompt("A longer question: what is 7 + 8?"))
-            .unwrap(),
-    ];
+    let (mut p, prompts) = encoded(&["What is 2 + 3?", "A longer question: what is 7 + 8?"]);
     assert_ne!(prompts[0].len(), prompts[1].len());
-    let a = p.sample(&prompts, 3, &sampling(12), 42).unwrap();
-    let b = p.sample(&prompts, 3, &sampling(12), 42).unwrap();
-    let c = p.sample(&prompts, 3, &sampling(12), 43).unwrap();
+    let params = sampling(12);
+    let draw = |seed| Draw {
+        n: 3,
+        params: &params,
+        seed,
+    };
+    let a = p.sample(&prompts, draw(42)).unwrap();
+    let b = p.sample(&prompts, draw(42)).unwrap();
+    let c = p.sample(&prompts, draw(43)).unwrap();
     assert_eq!(a.len(), 2);
     assert!(a.iter().all(|g| g.len() == 3));
     assert_eq!(a, b, "same seed, same samples");
@@ -63,13 +74,13 @@ fn lm_policy_samples_grouped_and_seeded() {
 
 #[test]
 fn lm_policy_scores_what_it_sampled() {
-    let mut p = teacher();
-    let prompts = vec![
-        p.encode_prompt(&prompt("What is 1 + 1?")).unwrap(),
-        p.encode_prompt(&prompt("Add nine and four, then say the sum."))
-            .unwrap(),
-    ];
-    let groups = p.sample(&prompts, 2, &sampling(10), 5).unwrap();
+    let (mut p, prompts) = encoded(&["What is 1 + 1?", "Add nine and four, then say the sum."]);
+    let draw = Draw {
+        n: 2,
+        params: &sampling(10),
+        seed: 5,
+    };
+    let groups = p.sample(&prompts, draw).unwrap();
     let mut pairs = Vec::new();
     let mut sampled = Vec::new();
     for (prompt, group) in prompts.iter().zip(&groups) {
@@ -128,13 +139,10 @@ fn trainer_runs_the_lm_teacher_and_its_checkpoint_reloads() {
     };
     reference = LmPolicy::frozen(reference.into_model());
     let parts = Parts {
-        policy: Box::new(teacher()),
         reference: Some(Box::new(reference)),
-        student: Box::new(ParityStudent),
-        reward: Box::new(ExactReward),
-        prompts: Box::new(source(3)),
         sink: Box::new(&mut sink),
         baselines: Box::new(&mut baselines),
+        ..parts_with(teacher(), parity_student(), 3)
     };
     let mut t = Trainer::new(cfg, parts, dir.path())
         .unwrap()

@@ -11,9 +11,9 @@ mod support;
 use std::path::Path;
 
 use tch::{Device, Kind, Tensor};
-use wst_core::{Config, LoraConfig, MemoryBaselines, NullSink, SamplingParams};
+use wst_core::{Config, LoraConfig, SamplingParams};
 use wst_models::LoadedModel;
-use wst_rl::{checkpoint, LmPolicy, Parts, Policy, RunSummary, Trainer};
+use wst_rl::{checkpoint, LmPolicy, Policy, RunSummary, Trainer};
 
 use support::*;
 
@@ -53,15 +53,7 @@ fn teacher(cfg: &Config) -> LmPolicy {
 
 fn run(dir: &Path, steps: u64, resume: bool) -> (RunSummary, Vec<(String, Tensor)>) {
     let cfg = lora_config(steps);
-    let parts = Parts {
-        policy: Box::new(teacher(&cfg)),
-        reference: None,
-        student: Box::new(ParityStudent),
-        reward: Box::new(ExactReward),
-        prompts: Box::new(source(7)),
-        sink: Box::new(NullSink),
-        baselines: Box::new(MemoryBaselines::default()),
-    };
+    let parts = parts_with(teacher(&cfg), parity_student(), 7);
     let mut t = if resume {
         Trainer::resume(cfg, parts, dir).unwrap()
     } else {
@@ -69,15 +61,19 @@ fn run(dir: &Path, steps: u64, resume: bool) -> (RunSummary, Vec<(String, Tensor
     }
     .with_progress(false);
     let summary = t.run().unwrap();
-    let mut vars: Vec<(String, Tensor)> = t
-        .policy()
-        .vars()
+    let vars = sorted_copy(t.policy().vars());
+    (summary, vars)
+}
+
+/// A copy of every variable of `vs`, sorted by name.
+fn sorted_copy(vs: &tch::nn::VarStore) -> Vec<(String, Tensor)> {
+    let mut v: Vec<(String, Tensor)> = vs
         .variables()
         .into_iter()
         .map(|(n, v)| (n, v.detach().copy()))
         .collect();
-    vars.sort_by(|a, b| a.0.cmp(&b.0));
-    (summary, vars)
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
 }
 
 fn file_size(p: &Path) -> u64 {
@@ -98,17 +94,7 @@ fn lora_teacher_trains_checkpoints_small_and_resumes_bit_exact() {
     assert!(summary.metrics.iter().all(|m| m.optimizer_steps == 2));
 
     // Only the adapters moved.
-    let base: Vec<(String, Tensor)> = {
-        let p = teacher(&lora_config(4));
-        let mut v: Vec<(String, Tensor)> = p
-            .vars()
-            .variables()
-            .into_iter()
-            .map(|(n, v)| (n, v.detach().copy()))
-            .collect();
-        v.sort_by(|a, b| a.0.cmp(&b.0));
-        v
-    };
+    let base = sorted_copy(teacher(&lora_config(4)).vars());
     let mut moved = 0;
     for ((n, before), (_, after)) in base.iter().zip(&trained) {
         if n.contains(".lora_") {

@@ -7,7 +7,7 @@ use wst_core::{
 };
 use wst_rl::collect::{Collected, Collector};
 
-use crate::support::{config, policy, source, MockStudent};
+use crate::support::{config, mock_student, policy, source, ExactReward};
 
 /// `correct` (exact answer) and `brief` (1 / reply length), so the two components disagree.
 struct TwoParts;
@@ -17,16 +17,11 @@ impl Reward for TwoParts {
         vec!["correct".into(), "brief".into()]
     }
     fn score(&mut self, inputs: &[RewardInput<'_>]) -> Result<Vec<RewardComponents>> {
-        Ok(inputs
-            .iter()
-            .map(|i| {
-                let ok = i.query.reference.as_deref() == Some(i.reply.trim());
-                RewardComponents::from_pairs([
-                    ("correct", f64::from(u8::from(ok))),
-                    ("brief", 1.0 / (1.0 + i.reply.len() as f64)),
-                ])
-            })
-            .collect())
+        let mut out = ExactReward.score(inputs)?;
+        for (c, i) in out.iter_mut().zip(inputs) {
+            c.0.insert("brief".into(), 1.0 / (1.0 + i.reply.len() as f64));
+        }
+        Ok(out)
     }
 }
 
@@ -62,7 +57,7 @@ fn collect_one_step(cfg: &wst_core::Config) -> (Collector, Collected) {
         .collect(
             0,
             &mut policy(5),
-            &mut MockStudent::default(),
+            &mut mock_student(),
             &mut TwoParts,
             &mut MemoryBaselines::default(),
             "sums",

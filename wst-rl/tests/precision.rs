@@ -5,12 +5,14 @@
 use std::path::Path;
 
 use tch::{Device, Kind, Tensor};
-use wst_core::{ChatPrompt, MemoryBaselines, NullSink, SamplingParams};
+use wst_core::{ChatPrompt, SamplingParams};
 use wst_models::LoadedModel;
 use wst_rl::adamw::{AdamW, AdamWConfig};
 use wst_rl::loss::{LossDenom, LossInputs, LossParams};
 use wst_rl::update::{update, MicroBatch, MiniBatch, UpdateOptions};
-use wst_rl::{checkpoint, LmPolicy, Parts, Policy, TinyConfig, TinyPolicy, TokenBatch, Trainer};
+use wst_rl::{
+    checkpoint, Draw, LmPolicy, Parts, Policy, TinyConfig, TinyPolicy, TokenBatch, Trainer,
+};
 
 use crate::support::*;
 
@@ -198,16 +200,8 @@ fn bf16_and_f32_runs_of_the_same_config_stay_close() {
     assert!(rel < 2.5e-2, "master weights differ by {rel}");
 }
 
-fn bf16_parts<'a>(sink: &'a mut NullSink) -> Parts<'a> {
-    Parts {
-        policy: Box::new(teacher(Kind::BFloat16)),
-        reference: None,
-        student: Box::new(ParityStudent),
-        reward: Box::new(ExactReward),
-        prompts: Box::new(source(3)),
-        sink: Box::new(sink),
-        baselines: Box::new(MemoryBaselines::default()),
-    }
+fn bf16_parts<'a>() -> Parts<'a> {
+    parts_with(teacher(Kind::BFloat16), parity_student(), 3)
 }
 
 fn bf16_config(steps: u64) -> wst_core::Config {
@@ -230,22 +224,18 @@ fn read(path: &Path) -> Vec<(String, Tensor)> {
 
 #[test]
 fn bf16_run_checkpoints_f32_masters_and_resumes_bit_exactly() {
+    let train = |steps, dir: &Path| {
+        Trainer::new(bf16_config(steps), bf16_parts(), dir)
+            .unwrap()
+            .with_progress(false)
+            .run()
+            .unwrap()
+    };
     let straight = tempfile::tempdir().unwrap();
-    let mut sink = NullSink;
-    Trainer::new(bf16_config(3), bf16_parts(&mut sink), straight.path())
-        .unwrap()
-        .with_progress(false)
-        .run()
-        .unwrap();
+    train(3, straight.path());
     let resumed = tempfile::tempdir().unwrap();
-    let mut sink = NullSink;
-    Trainer::new(bf16_config(2), bf16_parts(&mut sink), resumed.path())
-        .unwrap()
-        .with_progress(false)
-        .run()
-        .unwrap();
-    let mut sink = NullSink;
-    let mut t = Trainer::resume(bf16_config(3), bf16_parts(&mut sink), resumed.path())
+    train(2, resumed.path());
+    let mut t = Trainer::resume(bf16_config(3), bf16_parts(), resumed.path())
         .unwrap()
         .with_progress(false);
     t.run().unwrap();
@@ -324,7 +314,14 @@ fn the_loss_scores_at_the_sampling_temperature() {
         (&mut tiny as &mut dyn Policy, &tiny_prompt),
     ] {
         let samples = policy
-            .sample(std::slice::from_ref(prompt), 3, &params, 11)
+            .sample(
+                std::slice::from_ref(prompt),
+                Draw {
+                    n: 3,
+                    params: &params,
+                    seed: 11,
+                },
+            )
             .unwrap();
         let pairs: Vec<(&[i64], &[i64])> = samples[0]
             .iter()
@@ -359,8 +356,7 @@ fn the_loss_scores_at_the_sampling_temperature() {
         e.contains("teacher.sampling.top_p") && e.contains("teacher.sampling.top_k"),
         "{e}"
     );
-    let mut sink = NullSink;
-    let mut parts = bf16_parts(&mut sink);
+    let mut parts = bf16_parts();
     parts.policy = Box::new(policy(1));
     let e = Trainer::new(cfg, parts, tempfile::tempdir().unwrap().path()).unwrap_err();
     assert!(e.to_string().contains("off-policy"), "{e}");

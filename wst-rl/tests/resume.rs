@@ -7,8 +7,7 @@ use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tch::Tensor;
-use wst_core::{MemoryBaselines, NullSink};
-use wst_rl::{checkpoint, metrics, Parts, Trainer, METRICS_FILE};
+use wst_rl::{checkpoint, metrics, Trainer, METRICS_FILE};
 
 use crate::support::*;
 
@@ -26,15 +25,7 @@ fn resume_config() -> wst_core::Config {
 
 /// Trains in `dir`, resuming from its newest checkpoint when there is one.
 fn train(dir: &Path) {
-    let parts = Parts {
-        policy: Box::new(policy(3)),
-        reference: None,
-        student: Box::new(MockStudent::default()),
-        reward: Box::new(ExactReward),
-        prompts: Box::new(source(3)),
-        sink: Box::new(NullSink),
-        baselines: Box::new(MemoryBaselines::default()),
-    };
+    let parts = mock_parts(3);
     let cfg = resume_config();
     let mut t = if checkpoint::latest(dir).unwrap().is_some() {
         Trainer::resume(cfg, parts, dir).unwrap()
@@ -155,15 +146,6 @@ fn sigkill_resume_is_exact() {
     // A resume with a different optimiser setting is refused.
     let mut cfg = resume_config();
     cfg.grpo.lr *= 2.0;
-    let parts = Parts {
-        policy: Box::new(policy(3)),
-        reference: None,
-        student: Box::new(MockStudent::default()),
-        reward: Box::new(ExactReward),
-        prompts: Box::new(source(3)),
-        sink: Box::new(NullSink),
-        baselines: Box::new(MemoryBaselines::default()),
-    };
-    let e = Trainer::resume(cfg, parts, killed.path()).unwrap_err();
+    let e = Trainer::resume(cfg, mock_parts(3), killed.path()).unwrap_err();
     assert!(e.to_string().contains("configuration differs"), "{e}");
 }

@@ -5,27 +5,15 @@
 use std::path::Path;
 
 use tch::Tensor;
-use wst_core::{Config, LossType, MemoryBaselines, MemorySink};
+use wst_core::{Config, LossType, MemorySink};
 use wst_rl::metrics::StepMetrics;
 use wst_rl::{checkpoint, Parts, Trainer};
 
 use crate::support::*;
 
-fn parts<'a>(seed: u64) -> Parts<'a> {
-    Parts {
-        policy: Box::new(policy(seed)),
-        reference: None,
-        student: Box::new(MockStudent::default()),
-        reward: Box::new(ExactReward),
-        prompts: Box::new(source(seed)),
-        sink: Box::new(wst_core::NullSink),
-        baselines: Box::new(MemoryBaselines::default()),
-    }
-}
-
 fn train(cfg: Config, dir: &Path) -> Vec<StepMetrics> {
     let seed = cfg.run.seed;
-    let mut t = Trainer::new(cfg, parts(seed), dir)
+    let mut t = Trainer::new(cfg, mock_parts(seed), dir)
         .unwrap()
         .with_progress(false);
     t.run().unwrap().metrics
@@ -93,7 +81,7 @@ fn steps_per_generation_with_reuse_resumes_bit_exactly() {
 
     let split = tempfile::tempdir().unwrap();
     train(cfg(2), split.path());
-    let mut t = Trainer::resume(cfg(4), parts(5), split.path())
+    let mut t = Trainer::resume(cfg(4), mock_parts(5), split.path())
         .unwrap()
         .with_progress(false);
     let rest = t.run().unwrap().metrics;
@@ -121,7 +109,7 @@ fn masked_truncated_completions_leave_the_update() {
         let mut sink = MemorySink::default();
         let parts = Parts {
             sink: Box::new(&mut sink),
-            ..parts(7)
+            ..mock_parts(7)
         };
         let mut t = Trainer::new(cfg, parts, dir.path())
             .unwrap()

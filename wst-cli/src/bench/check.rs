@@ -9,10 +9,8 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use serde_json::{json, Value};
 use tch::{Device, Kind, Tensor};
-use wst_core::SamplingParams;
-use wst_models::{ChatMessage, KvCache, LoadedModel};
-
-use super::common::{device_of, BenchDevice};
+use wst_core::{DeviceChoice, SamplingParams};
+use wst_models::{select_device, ChatMessage, KvCache, LoadedModel};
 
 /// Arguments of `wst bench check`.
 #[derive(Debug, Args)]
@@ -25,8 +23,8 @@ pub struct CheckArgs {
     #[arg(long)]
     reference: Option<PathBuf>,
     /// Device to check against the CPU.
-    #[arg(long, value_enum, default_value = "auto")]
-    device: BenchDevice,
+    #[arg(long, default_value_t = DeviceChoice::Auto)]
+    device: DeviceChoice,
     /// Greedy tokens compared (without a reference).
     #[arg(long, default_value_t = 20)]
     tokens: usize,
@@ -106,7 +104,7 @@ fn greedy(m: &LoadedModel, prompt: &[u32], n: usize, graph: bool) -> Result<Vec<
 
 /// Runs `wst bench check`.
 pub fn run(a: CheckArgs) -> Result<()> {
-    let device = device_of(a.device)?;
+    let device = select_device(a.device)?;
     let load = |device, kind| {
         LoadedModel::load(&a.model, device, kind).with_context(|| format!("loading {}", a.model))
     };

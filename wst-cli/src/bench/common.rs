@@ -1,40 +1,22 @@
 //! What the benchmarks share: the model flags, device and dtype choices, timing and
 //! peak-memory helpers.
 
+use std::time::Instant;
+
 use anyhow::{bail, Context, Result};
-use clap::{Args, ValueEnum};
+use clap::Args;
 use serde_json::Value;
 use tch::{Device, Kind, Tensor};
-use wst_core::DeviceChoice;
+
+use crate::args::DeviceArgs;
 use wst_models::{
-    cuda_peak_memory, cuda_reset_peak_memory, select_device, DecoderConfig, DecoderLm, LoadedModel,
+    cuda_peak_memory, cuda_reset_peak_memory, dtype_kind, select_device, DecoderConfig, DecoderLm,
+    LoadedModel,
 };
-
-/// Floating-point kind of the weights.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum BenchDtype {
-    /// bf16 on CUDA, f32 on the CPU.
-    Auto,
-    /// bfloat16.
-    Bf16,
-    /// float32.
-    F32,
-}
-
-/// Where to run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum BenchDevice {
-    /// CUDA when available, else the CPU.
-    Auto,
-    /// The CPU.
-    Cpu,
-    /// CUDA device 0 (an error without one).
-    Cuda,
-}
 
 /// The model a benchmark runs.
 #[derive(Debug, Args)]
-pub struct ModelArgs {
+pub struct BenchModelArgs {
     /// Random weights with the shapes of this model.
     #[arg(
         long,
@@ -46,32 +28,17 @@ pub struct ModelArgs {
     /// A real model instead: a Hugging Face folder, a .gguf file or a cached hub id.
     #[arg(long)]
     pub model: Option<String>,
-    /// Weight kind.
-    #[arg(long, value_enum, default_value = "auto")]
-    pub dtype: BenchDtype,
-    /// Device.
-    #[arg(long, value_enum, default_value = "auto")]
-    pub device: BenchDevice,
+    #[command(flatten)]
+    pub on: DeviceArgs,
     /// Seed of the random weights and inputs.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
 }
 
-/// The device for a `--device` choice.
-pub fn device_of(choice: BenchDevice) -> Result<Device> {
-    Ok(select_device(match choice {
-        BenchDevice::Auto => DeviceChoice::Auto,
-        BenchDevice::Cpu => DeviceChoice::Cpu,
-        BenchDevice::Cuda => DeviceChoice::Cuda,
-    })?)
-}
-
-pub fn kind_of(dtype: BenchDtype, device: Device) -> Kind {
-    match dtype {
-        BenchDtype::Auto if device.is_cuda() => Kind::BFloat16,
-        BenchDtype::Auto | BenchDtype::F32 => Kind::Float,
-        BenchDtype::Bf16 => Kind::BFloat16,
-    }
+/// The device and tensor kind of `--device` and `--dtype`.
+pub fn device_and_kind(on: DeviceArgs) -> Result<(Device, Kind)> {
+    let device = select_device(on.device)?;
+    Ok((device, dtype_kind(on.dtype, device)))
 }
 
 pub fn kind_name(kind: Kind) -> &'static str {
@@ -83,7 +50,11 @@ pub fn kind_name(kind: Kind) -> &'static str {
 }
 
 /// The model of `args` (kept with its loader, if any) and a name for reports.
-pub fn build_model(args: &ModelArgs, device: Device, kind: Kind) -> Result<(DecoderLm, String)> {
+pub fn build_model(
+    args: &BenchModelArgs,
+    device: Device,
+    kind: Kind,
+) -> Result<(DecoderLm, String)> {
     match (&args.preset, &args.model) {
         (Some(p), _) => {
             let config = DecoderConfig::preset(p).with_context(|| format!("unknown preset {p}"))?;
@@ -107,6 +78,57 @@ pub fn check_positive(name: &str, v: usize) -> Result<()> {
         bail!("--{name} must be at least 1");
     }
     Ok(())
+}
+
+/// `--warmup`, `--iters` and `--json`.
+#[derive(Debug, Args)]
+pub struct TimingArgs {
+    /// Untimed runs first.
+    #[arg(long, default_value_t = 1)]
+    pub warmup: usize,
+    /// Timed runs (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    pub iters: usize,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Wall-clock times of the timed runs and the peak memory over them.
+pub struct Timed {
+    /// The median run, in seconds.
+    pub seconds: f64,
+    /// Every timed run, in seconds.
+    pub all: Vec<f64>,
+    /// Peak memory in bytes, and where the figure comes from.
+    pub peak: (u64, &'static str),
+}
+
+/// Runs `f` `warmup` times untimed, then `iters` times timed (the device synchronised around
+/// each), with the peak memory reset before the timed runs.
+pub fn time_runs(
+    device: Device,
+    t: &TimingArgs,
+    mut f: impl FnMut() -> Result<()>,
+) -> Result<Timed> {
+    for _ in 0..t.warmup {
+        f()?;
+    }
+    sync(device);
+    reset_peak(device)?;
+    let mut all = Vec::with_capacity(t.iters);
+    for _ in 0..t.iters {
+        sync(device);
+        let start = Instant::now();
+        f()?;
+        sync(device);
+        all.push(start.elapsed().as_secs_f64());
+    }
+    Ok(Timed {
+        seconds: median(all.clone()),
+        all,
+        peak: peak_memory(device)?,
+    })
 }
 
 pub fn median(mut xs: Vec<f64>) -> f64 {

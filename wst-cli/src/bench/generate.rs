@@ -1,7 +1,5 @@
 //! `wst bench generate`: sampling throughput.
 
-use std::time::Instant;
-
 use anyhow::{bail, Result};
 use clap::Args;
 use serde_json::json;
@@ -10,15 +8,15 @@ use wst_core::SamplingParams;
 use wst_models::Generator;
 
 use super::common::{
-    build_model, check_positive, device_of, gib, kind_name, kind_of, median, peak_memory,
-    print_report, random_ids, reset_peak, sync, ModelArgs,
+    build_model, check_positive, device_and_kind, gib, kind_name, print_report, random_ids,
+    time_runs, BenchModelArgs, TimingArgs,
 };
 
 /// Arguments of `wst bench generate`.
 #[derive(Debug, Args)]
 pub struct GenerateBench {
     #[command(flatten)]
-    model: ModelArgs,
+    model: BenchModelArgs,
     /// Prompts per batch.
     #[arg(long, default_value_t = 64)]
     batch: usize,
@@ -28,18 +26,11 @@ pub struct GenerateBench {
     /// Tokens sampled per prompt.
     #[arg(long, default_value_t = 256)]
     new_tokens: usize,
-    /// Untimed runs first.
-    #[arg(long, default_value_t = 1)]
-    warmup: usize,
-    /// Timed runs (the median is reported).
-    #[arg(long, default_value_t = 3)]
-    iters: usize,
     /// Decode eagerly on CUDA (no CUDA graph).
     #[arg(long)]
     no_cuda_graph: bool,
-    /// Print one JSON object.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    timing: TimingArgs,
 }
 
 /// Runs `wst bench generate`.
@@ -48,12 +39,11 @@ pub fn run(a: GenerateBench) -> Result<()> {
         ("batch", a.batch),
         ("prompt-len", a.prompt_len),
         ("new-tokens", a.new_tokens),
-        ("iters", a.iters),
+        ("iters", a.timing.iters),
     ] {
         check_positive(name, v)?;
     }
-    let device = device_of(a.model.device)?;
-    let kind = kind_of(a.model.dtype, device);
+    let (device, kind) = device_and_kind(a.model.on)?;
     let (model, name) = build_model(&a.model, device, kind)?;
     let vocab = model.config().vocab_size;
     let ids = random_ids(a.batch, a.prompt_len, vocab, a.model.seed, Device::Cpu);
@@ -71,18 +61,8 @@ pub fn run(a: GenerateBench) -> Result<()> {
         stop: Vec::new(),
         seed: Some(a.model.seed),
     };
-    for _ in 0..a.warmup {
-        generator.generate(&prompts, &params)?;
-    }
-    sync(device);
-    reset_peak(device)?;
-    let mut times = Vec::with_capacity(a.iters);
-    for _ in 0..a.iters {
-        sync(device);
-        let t = Instant::now();
+    let timed = time_runs(device, &a.timing, || {
         let out = generator.generate(&prompts, &params)?;
-        sync(device);
-        times.push(t.elapsed().as_secs_f64());
         if let Some(short) = out.iter().find(|g| g.token_ids.len() != a.new_tokens) {
             bail!(
                 "a row stopped after {} of {} tokens (benchmarks run without end tokens)",
@@ -90,9 +70,9 @@ pub fn run(a: GenerateBench) -> Result<()> {
                 a.new_tokens
             );
         }
-    }
-    let (peak, peak_source) = peak_memory(device)?;
-    let secs = median(times.clone());
+        Ok(())
+    })?;
+    let (secs, (peak, peak_source)) = (timed.seconds, timed.peak);
     let tokens_per_s = (a.batch * a.new_tokens) as f64 / secs;
     let ms_per_step = secs * 1e3 / a.new_tokens as f64;
     let v = json!({
@@ -104,9 +84,9 @@ pub fn run(a: GenerateBench) -> Result<()> {
         "batch": a.batch,
         "prompt_len": a.prompt_len,
         "new_tokens": a.new_tokens,
-        "iters": a.iters,
+        "iters": a.timing.iters,
         "seconds": secs,
-        "seconds_all": times,
+        "seconds_all": timed.all,
         "tokens_per_s": tokens_per_s,
         "ms_per_step": ms_per_step,
         "peak_memory_bytes": peak,
@@ -114,7 +94,7 @@ pub fn run(a: GenerateBench) -> Result<()> {
     });
     print_report(
         &v,
-        a.json,
+        a.timing.json,
         &[
             format!(
                 "generate {name} on {device:?} ({}, cuda graph: {graph}): batch {} prompt {} + \
@@ -127,7 +107,7 @@ pub fn run(a: GenerateBench) -> Result<()> {
             format!(
                 "{tokens_per_s:.0} tokens/s, {ms_per_step:.2} ms/step (median of {} runs, {:.3} s \
                  each), peak memory {:.2} GiB ({peak_source})",
-                a.iters,
+                a.timing.iters,
                 secs,
                 gib(peak)
             ),

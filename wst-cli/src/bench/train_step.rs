@@ -1,8 +1,6 @@
 //! `wst bench train-step`: one GRPO update through [`wst_rl::update::update`], the function
 //! `wst train` runs (chunked output-head backward, clipping and AdamW with f32 state).
 
-use std::time::Instant;
-
 use anyhow::{bail, Result};
 use clap::Args;
 use serde_json::json;
@@ -14,15 +12,15 @@ use wst_rl::update::{update, DecoderScorer, MicroBatch, MiniBatch, UpdateOptions
 use wst_rl::TokenBatch;
 
 use super::common::{
-    build_model, check_positive, device_of, gib, kind_name, kind_of, median, peak_memory,
-    print_report, random_ids, reset_peak, sync, ModelArgs,
+    build_model, check_positive, device_and_kind, gib, kind_name, print_report, random_ids,
+    time_runs, BenchModelArgs, TimingArgs,
 };
 
 /// Arguments of `wst bench train-step`.
 #[derive(Debug, Args)]
 pub struct TrainBench {
     #[command(flatten)]
-    model: ModelArgs,
+    model: BenchModelArgs,
     /// Sequences per step.
     #[arg(long, default_value_t = 64)]
     batch: usize,
@@ -46,15 +44,8 @@ pub struct TrainBench {
     /// frozen, instead of every weight (0: full training).
     #[arg(long, default_value_t = 0)]
     lora_rank: i64,
-    /// Untimed steps first.
-    #[arg(long, default_value_t = 1)]
-    warmup: usize,
-    /// Timed steps (the median is reported).
-    #[arg(long, default_value_t = 3)]
-    iters: usize,
-    /// Print one JSON object.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    timing: TimingArgs,
 }
 
 /// Runs `wst bench train-step`.
@@ -64,7 +55,7 @@ pub fn run(a: TrainBench) -> Result<()> {
         ("seq", a.seq),
         ("micro-batch", a.micro_batch),
         ("chunk", a.chunk),
-        ("iters", a.iters),
+        ("iters", a.timing.iters),
     ] {
         check_positive(name, v)?;
     }
@@ -75,8 +66,7 @@ pub fn run(a: TrainBench) -> Result<()> {
             a.seq
         );
     }
-    let device = device_of(a.model.device)?;
-    let kind = kind_of(a.model.dtype, device);
+    let (device, kind) = device_and_kind(a.model.on)?;
     if a.lora_rank < 0 {
         bail!(
             "--lora-rank must be >= 0 (0: full training), got {}",
@@ -164,27 +154,15 @@ pub fn run(a: TrainBench) -> Result<()> {
     };
     let state_bytes = opt.state_bytes();
     let scorer = DecoderScorer(&model);
-    let mut step =
-        || -> Result<f64> { Ok(update(&scorer, &mut opt, &micro, &opts, 1e-6, 1)?.loss) };
     let mut losses = Vec::new();
-    for _ in 0..a.warmup {
-        losses.push(step()?);
-    }
-    sync(device);
-    reset_peak(device)?;
-    let mut times = Vec::with_capacity(a.iters);
-    for _ in 0..a.iters {
-        sync(device);
-        let t = Instant::now();
-        losses.push(step()?);
-        sync(device);
-        times.push(t.elapsed().as_secs_f64());
-    }
+    let timed = time_runs(device, &a.timing, || {
+        losses.push(update(&scorer, &mut opt, &micro, &opts, 1e-6, 1)?.loss);
+        Ok(())
+    })?;
     if let Some(bad) = losses.iter().find(|l| !l.is_finite()) {
         bail!("the surrogate loss is not finite ({bad})");
     }
-    let (peak, peak_source) = peak_memory(device)?;
-    let secs = median(times.clone());
+    let (secs, (peak, peak_source)) = (timed.seconds, timed.peak);
     let tokens_per_s = (a.batch * a.seq) as f64 / secs;
     let v = json!({
         "bench": "train-step",
@@ -197,9 +175,9 @@ pub fn run(a: TrainBench) -> Result<()> {
         "micro_batch": a.micro_batch,
         "chunk": a.chunk,
         "head": if a.one_pass_head { "one-pass" } else { "chunked-backward" },
-        "iters": a.iters,
+        "iters": a.timing.iters,
         "seconds": secs,
-        "seconds_all": times,
+        "seconds_all": timed.all,
         "ms_per_step": secs * 1e3,
         "tokens_per_s": tokens_per_s,
         "loss": losses.last().copied().unwrap_or(0.0),
@@ -212,7 +190,7 @@ pub fn run(a: TrainBench) -> Result<()> {
     });
     print_report(
         &v,
-        a.json,
+        a.timing.json,
         &[
             format!(
                 "train-step {name} on {device:?} ({}, {training}: {:.1}M of {:.1}M weights \
@@ -228,7 +206,7 @@ pub fn run(a: TrainBench) -> Result<()> {
                 "{:.1} ms/step, {tokens_per_s:.0} tokens/s (median of {} steps), peak memory \
                  {:.2} GiB ({peak_source}), optimizer state {:.2} GiB",
                 secs * 1e3,
-                a.iters,
+                a.timing.iters,
                 gib(peak),
                 gib(state_bytes)
             ),

@@ -21,10 +21,10 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{ArgGroup, Args};
-use wst_core::{DType, DeviceChoice};
 use wst_models::select_device;
 use wst_rl::eval::PolicyTeacher;
 
+use crate::args::DeviceArgs;
 use crate::wiring;
 use backend::{ModelBackend, ProxyBackend};
 use queue::{Queue, QueueOptions};
@@ -60,12 +60,9 @@ pub struct ServeArgs {
     /// `student.model`); the default stays accepted too.
     #[arg(long)]
     served_model_name: Option<String>,
-    /// Device of the models: cpu, cuda or auto (`--model`; the proxy uses `run.device`).
-    #[arg(long, default_value = "auto")]
-    device: String,
-    /// Weight type (`--model`): auto (f32 on the CPU, bf16 on CUDA), f32, bf16, f16.
-    #[arg(long, default_value = "auto")]
-    dtype: String,
+    /// Device and weight type of `--model` (the proxy uses `run.device`).
+    #[command(flatten)]
+    on: DeviceArgs,
     /// Completion length when a request gives no `max_tokens` (default: 256, or the
     /// config's `student.sampling.max_new_tokens`).
     #[arg(long)]
@@ -90,25 +87,6 @@ pub struct ServeArgs {
     seed: u64,
 }
 
-fn device_choice(s: &str) -> Result<DeviceChoice> {
-    Ok(match s {
-        "cpu" => DeviceChoice::Cpu,
-        "cuda" => DeviceChoice::Cuda,
-        "auto" => DeviceChoice::Auto,
-        other => anyhow::bail!("--device must be cpu, cuda or auto, got `{other}`"),
-    })
-}
-
-fn dtype(s: &str) -> Result<DType> {
-    Ok(match s {
-        "auto" => DType::Auto,
-        "f32" => DType::F32,
-        "bf16" => DType::Bf16,
-        "f16" => DType::F16,
-        other => anyhow::bail!("--dtype must be auto, f32, bf16 or f16, got `{other}`"),
-    })
-}
-
 /// Runs `wst serve` until SIGTERM or Ctrl-C, then finishes the requests in flight.
 pub fn run(args: ServeArgs) -> Result<()> {
     let api_key = match &args.api_key_env {
@@ -123,8 +101,8 @@ pub fn run(args: ServeArgs) -> Result<()> {
         max_rows: args.max_batch.max(1),
     };
     let (queue, worker, mut names) = if let Some(spec) = args.model.clone() {
-        let device = select_device(device_choice(&args.device)?)?;
-        let dt = dtype(&args.dtype)?;
+        let device = select_device(args.on.device)?;
+        let dt = args.on.dtype;
         let (max_tokens, max_rows, seed) =
             (args.max_tokens.unwrap_or(256), args.max_batch, args.seed);
         let s = spec.clone();

@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::choice::named_choices;
+
 /// Known dataset layouts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
@@ -19,6 +21,14 @@ pub enum DatasetKind {
     Generic,
 }
 
+named_choices!(DatasetKind {
+    Gsm8k => "gsm8k",
+    Math500 => "math500",
+    HhRlhf => "hh-rlhf",
+    Arith => "arith",
+    Generic => "generic",
+});
+
 /// Difficulty of the embedded arithmetic task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
@@ -33,6 +43,13 @@ pub enum ArithLevel {
     /// One-sentence word problems.
     Word,
 }
+
+named_choices!(ArithLevel {
+    SingleDigit => "single-digit",
+    TwoDigit => "two-digit",
+    Mixed => "mixed",
+    Word => "word",
+});
 
 /// `[data]` (and `[eval.data]`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

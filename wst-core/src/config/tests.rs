@@ -1,6 +1,8 @@
 //! Tests of the whole config: validation, TOML round trips, `--set` overrides.
 
 use super::*;
+use crate::InstructionRole;
+use std::collections::BTreeMap;
 
 fn minimal() -> Config {
     let mut c = Config::default();
@@ -170,4 +172,43 @@ fn teacher_revision_pins_hub_ids_only() {
     );
     c.teacher.model = "/no/such/local/model".into();
     assert!(c.problems().iter().any(|m| m.contains("is no hub id")));
+}
+
+/// `FromStr`/`Display` of the option enums use serde's TOML names, and an unknown name lists
+/// the choices.
+#[test]
+fn option_names_agree_with_serde() {
+    fn check<T>()
+    where
+        T: std::str::FromStr<Err = String>
+            + std::fmt::Display
+            + serde::de::DeserializeOwned
+            + PartialEq
+            + std::fmt::Debug,
+    {
+        let names: Vec<String> = T::from_str("?")
+            .unwrap_err()
+            .split_once(" is not one of ")
+            .unwrap()
+            .1
+            .split(", ")
+            .map(String::from)
+            .collect();
+        assert!(names.len() >= 3, "{names:?}");
+        for n in names {
+            let parsed: T = n.parse().unwrap();
+            assert_eq!(parsed.to_string(), n);
+            let t: toml::Table = toml::from_str(&format!("v = {n:?}")).unwrap();
+            let from_toml: T = t["v"].clone().try_into().unwrap();
+            assert_eq!(from_toml, parsed, "{n}");
+        }
+    }
+    check::<DeviceChoice>();
+    check::<DType>();
+    check::<DatasetKind>();
+    check::<ArithLevel>();
+    assert_eq!(
+        "tpu".parse::<DeviceChoice>().unwrap_err(),
+        "`tpu` is not one of auto, cpu, cuda"
+    );
 }

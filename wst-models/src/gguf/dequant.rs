@@ -8,40 +8,21 @@ use super::error::{GgufError, Result};
 /// Elements per super-block of the k-quants.
 const QK_K: usize = 256;
 
+/// The ggml types with their block sizes: `Variant = id, "name", elements, bytes;`.
 macro_rules! ggml_types {
     ($($variant:ident = $id:literal, $name:literal, $block:literal, $bytes:literal;)*) => {
-        /// A ggml tensor type (the `type` field of a GGUF tensor info).
-        ///
-        /// All types of current ggml are known, so that a file's layout can be checked; only
-        /// some can be dequantised (see [`dequantize`]).
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-        #[allow(non_camel_case_types)]
-        pub enum GgmlType {
-            $(
-                #[doc = concat!("`", $name, "` (ggml type id ", $id, ").")]
-                $variant,
-            )*
+        id_enum! {
+            /// A ggml tensor type (the `type` field of a GGUF tensor info).
+            ///
+            /// All types of current ggml are known, so that a file's layout can be checked; only
+            /// some can be dequantised (see [`dequantize`]).
+            #[allow(non_camel_case_types)]
+            pub enum GgmlType, "ggml type id" {
+                $($variant = $id, $name;)*
+            }
         }
 
         impl GgmlType {
-            /// The type with this ggml id, if known.
-            pub fn from_id(id: u32) -> Option<Self> {
-                match id {
-                    $($id => Some(Self::$variant),)*
-                    _ => None,
-                }
-            }
-
-            /// The ggml type id.
-            pub fn id(self) -> u32 {
-                match self { $(Self::$variant => $id,)* }
-            }
-
-            /// The name ggml gives the type (`"Q4_K"`).
-            pub fn name(self) -> &'static str {
-                match self { $(Self::$variant => $name,)* }
-            }
-
             /// Elements per block.
             pub fn block_size(self) -> u64 {
                 match self { $(Self::$variant => $block,)* }

@@ -6,6 +6,46 @@
 //! a table per architecture ([`ARCHITECTURES`]), and llama's Q/K rows (permuted by llama.cpp
 //! for interleaved rotary embedding) are put back in transformers' half-split order.
 
+/// A `u32`-coded enum of the format (`$what` names its ids in the variants' docs), with
+/// `from_id`, `id` and `name` from one table `Variant = id, "name";`. Further impls add columns.
+macro_rules! id_enum {
+    (
+        $(#[$meta:meta])*
+        pub enum $ty:ident, $what:literal {
+            $($variant:ident = $id:literal, $name:literal;)*
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum $ty {
+            $(
+                #[doc = concat!("`", $name, "` (", $what, " ", $id, ").")]
+                $variant,
+            )*
+        }
+
+        impl $ty {
+            #[doc = concat!("The type with this ", $what, ", if known.")]
+            pub fn from_id(id: u32) -> Option<Self> {
+                match id {
+                    $($id => Some(Self::$variant),)*
+                    _ => None,
+                }
+            }
+
+            #[doc = concat!("The ", $what, " of the type.")]
+            pub fn id(self) -> u32 {
+                match self { $(Self::$variant => $id,)* }
+            }
+
+            /// The name the format gives the type (`"uint32"`, `"Q4_K"`).
+            pub fn name(self) -> &'static str {
+                match self { $(Self::$variant => $name,)* }
+            }
+        }
+    };
+}
+
 mod convert;
 mod dequant;
 mod error;

@@ -1,52 +1,13 @@
 //! GGUF metadata values.
 
-macro_rules! value_types {
-    ($($variant:ident = $id:literal, $name:literal;)*) => {
-        /// The type of a GGUF metadata value.
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-        pub enum GgufValueType {
-            $(
-                #[doc = concat!("`", $name, "` (id ", $id, ").")]
-                $variant,
-            )*
-        }
-
-        impl GgufValueType {
-            /// The type with this id, if GGUF defines it.
-            pub fn from_id(id: u32) -> Option<Self> {
-                match id {
-                    $($id => Some(Self::$variant),)*
-                    _ => None,
-                }
-            }
-
-            /// The GGUF id of the type.
-            pub fn id(self) -> u32 {
-                match self { $(Self::$variant => $id,)* }
-            }
-
-            /// A readable name (`"uint32"`).
-            pub fn name(self) -> &'static str {
-                match self { $(Self::$variant => $name,)* }
-            }
-        }
-    };
-}
-
-value_types! {
-    U8 = 0, "uint8";
-    I8 = 1, "int8";
-    U16 = 2, "uint16";
-    I16 = 3, "int16";
-    U32 = 4, "uint32";
-    I32 = 5, "int32";
-    F32 = 6, "float32";
-    Bool = 7, "bool";
-    String = 8, "string";
-    Array = 9, "array";
-    U64 = 10, "uint64";
-    I64 = 11, "int64";
-    F64 = 12, "float64";
+id_enum! {
+    /// The type of a GGUF metadata value.
+    pub enum GgufValueType, "id" {
+        U8 = 0, "uint8"; I8 = 1, "int8"; U16 = 2, "uint16"; I16 = 3, "int16";
+        U32 = 4, "uint32"; I32 = 5, "int32"; F32 = 6, "float32"; Bool = 7, "bool";
+        String = 8, "string"; Array = 9, "array";
+        U64 = 10, "uint64"; I64 = 11, "int64"; F64 = 12, "float64";
+    }
 }
 
 /// A GGUF metadata value.

@@ -98,15 +98,18 @@ fn reader_rejects_bad_magic_and_versions() {
     assert!(matches!(err, GgufError::Truncated { .. }), "{err}");
 }
 
+/// Where `needle` first stands in `bytes`.
+fn offset_of(bytes: &[u8], needle: &[u8]) -> usize {
+    bytes
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .unwrap()
+}
+
 #[test]
 fn reader_names_what_a_truncation_cut() {
     let bytes = small_file().build();
-    let find = |needle: &[u8]| {
-        bytes
-            .windows(needle.len())
-            .position(|w| w == needle)
-            .unwrap()
-    };
+    let find = |needle: &[u8]| offset_of(&bytes, needle);
     // Cut inside the value of `test.count`.
     let at = find(b"test.count") + "test.count".len() + 4 + 2;
     let err = GgufFile::from_bytes(bytes[..at].to_vec(), origin()).unwrap_err();
@@ -132,12 +135,7 @@ fn reader_names_what_a_truncation_cut() {
 #[test]
 fn reader_rejects_unknown_types() {
     let bytes = small_file().build();
-    let find = |needle: &[u8]| {
-        bytes
-            .windows(needle.len())
-            .position(|w| w == needle)
-            .unwrap()
-    };
+    let find = |needle: &[u8]| offset_of(&bytes, needle);
     // The ggml type of `b.weight` follows its name, rank and one dim.
     let at = find(b"b.weight") + "b.weight".len() + 4 + 8;
     assert_eq!(bytes[at..at + 4], 8u32.to_le_bytes());

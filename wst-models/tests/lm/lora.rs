@@ -41,17 +41,20 @@ fn adapted(arch: Arch, kind: Kind, cfg: &LoraConfig) -> Result<DecoderLm, wst_mo
     Ok(m)
 }
 
-/// A plain model with the base weights of `m` (tests run in parallel threads sharing torch's
-/// generator, so two random models of one seed may differ).
-fn base_of(m: &DecoderLm) -> Result<DecoderLm, wst_models::Error> {
-    let weights = m
-        .var_store()
+/// Copies of the weights of `m` without its adapters.
+fn base_weights(m: &DecoderLm) -> Vec<(String, Tensor)> {
+    m.var_store()
         .variables()
         .into_iter()
         .filter(|(n, _)| !n.contains(".lora_"))
         .map(|(n, t)| (n, t.detach().copy()))
-        .collect();
-    let mut store = WeightStore::from_tensors(weights, "base");
+        .collect()
+}
+
+/// A plain model with the base weights of `m` (tests run in parallel threads sharing torch's
+/// generator, so two random models of one seed may differ).
+fn base_of(m: &DecoderLm) -> Result<DecoderLm, wst_models::Error> {
+    let mut store = WeightStore::from_tensors(base_weights(m), "base");
     DecoderLm::load(m.config().clone(), &mut store, Device::Cpu, Kind::Float)
 }
 
@@ -76,21 +79,8 @@ fn lora_forward_equals_the_merged_models_forward() -> TestResult {
         assert!(d < 1e-5, "{arch:?} f32: adapted vs merged {d}");
         // The adapters matter: the base weights alone answer otherwise; merged by hand they
         // give the merged model's weights.
-        let mut base_weights: Vec<(String, Tensor)> = m
-            .var_store()
-            .variables()
-            .into_iter()
-            .filter(|(n, _)| !n.contains(".lora_"))
-            .map(|(n, t)| (n, t.detach().copy()))
-            .collect();
-        let mut store = WeightStore::from_tensors(
-            base_weights
-                .iter()
-                .map(|(n, t)| (n.clone(), t.copy()))
-                .collect(),
-            "base",
-        );
-        let base = DecoderLm::load(m.config().clone(), &mut store, Device::Cpu, Kind::Float)?;
+        let mut base_weights = base_weights(&m);
+        let base = base_of(&m)?;
         let moved = rel_diff(&base.forward(&x, None)?, &b);
         assert!(
             moved > 1e-3,

@@ -2,6 +2,7 @@
 //! fixed pseudo-random points.
 
 use super::parser::{Const, Node};
+use wst_core::special::gamma;
 
 /// A complex number.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -284,31 +285,6 @@ fn func(f: &str, x: C) -> Option<C> {
         }
         _ => return None,
     })
-}
-
-/// Gamma function for positive reals (Lanczos, g = 7), about 15 significant digits.
-fn gamma(x: f64) -> f64 {
-    const G: [f64; 9] = [
-        0.999_999_999_999_809_9,
-        676.520_368_121_885_1,
-        -1_259.139_216_722_402_8,
-        771.323_428_777_653_1,
-        -176.615_029_162_140_6,
-        12.507_343_278_686_905,
-        -0.138_571_095_265_720_12,
-        9.984_369_578_019_572e-6,
-        1.505_632_735_149_311_6e-7,
-    ];
-    if x < 0.5 {
-        return std::f64::consts::PI / ((std::f64::consts::PI * x).sin() * gamma(1.0 - x));
-    }
-    let x = x - 1.0;
-    let mut a = G[0];
-    let t = x + 7.5;
-    for (i, g) in G.iter().enumerate().skip(1) {
-        a += g / (x + i as f64);
-    }
-    (2.0 * std::f64::consts::PI).sqrt() * t.powf(x + 0.5) * (-t).exp() * a
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use wst_core::{
 
 use crate::collect::derive_seed;
 use crate::metrics::contains_answer;
-use crate::policy::Policy;
+use crate::policy::{Draw, Policy};
 
 pub use summary::{csv_table, markdown_table, summarize, Comparison, ConditionSummary, EvalReport};
 
@@ -192,10 +192,12 @@ impl<P: Policy> InstructionWriter for PolicyTeacher<P> {
         }
         let seed = derive_seed(self.seed, self.calls, 2);
         self.calls += 1;
-        let groups = self
-            .policy
-            .sample(&prompts, 1, &self.sampling, seed)
-            .map_err(ctx)?;
+        let draw = Draw {
+            n: 1,
+            params: &self.sampling,
+            seed,
+        };
+        let groups = self.policy.sample(&prompts, draw).map_err(ctx)?;
         Ok(groups
             .into_iter()
             .map(|g| match g.into_iter().next() {
@@ -356,57 +358,34 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use wst_core::{RewardWeights, StudentReply};
+    use wst_core::testing::{ExactReward, MockStudent};
+    use wst_core::RewardWeights;
 
-    /// Answers `a + b` right when the instruction says "carefully", wrong otherwise; every
+    /// Answers `a + b` right when the instruction says "carefully", `-1` otherwise; every
     /// third reply to an instruction-free request fails.
-    struct Mock {
-        calls: usize,
+    fn mock() -> MockStudent {
+        MockStudent::keyed("mock", &["carefully"])
+            .wrong_reply("-1")
+            .failing_uninstructed_every(3)
     }
-    impl Student for Mock {
-        fn id(&self) -> String {
-            "mock".into()
-        }
-        fn generate(
-            &mut self,
-            requests: &[StudentRequest<'_>],
-            _: &SamplingParams,
-        ) -> Result<Vec<Vec<StudentReply>>> {
-            Ok(requests
-                .iter()
-                .map(|r| {
-                    (0..r.k)
-                        .map(|_| {
-                            self.calls += 1;
-                            let good = r.instruction.is_some_and(|m| m.contains("carefully"));
-                            if r.instruction.is_none() && self.calls % 3 == 0 {
-                                StudentReply::failed("boom", 3)
-                            } else if good {
-                                StudentReply::text(r.query.reference.clone().unwrap())
-                            } else {
-                                StudentReply::text("-1")
-                            }
-                        })
-                        .collect()
-                })
-                .collect())
-        }
+
+    fn exact() -> WeightedReward<ExactReward> {
+        WeightedReward::new(ExactReward, RewardWeights::single("correct")).unwrap()
     }
-    struct Exact;
-    impl Reward for Exact {
-        fn component_names(&self) -> Vec<String> {
-            vec!["correct".into()]
-        }
-        fn score(&mut self, inputs: &[RewardInput<'_>]) -> Result<Vec<RewardComponents>> {
-            Ok(inputs
-                .iter()
-                .map(|i| {
-                    let ok = Some(i.reply) == i.query.reference.as_deref();
-                    RewardComponents::from_pairs([("correct", ok as u8 as f64)])
-                })
-                .collect())
-        }
+
+    /// [`evaluate`] with default sampling.
+    fn run(
+        writer: &mut dyn InstructionWriter,
+        student: &mut MockStudent,
+        reward: &mut WeightedReward<ExactReward>,
+        qs: &[Query],
+        k: usize,
+        batch: usize,
+    ) -> Vec<EvalSample> {
+        let s = SamplingParams::default();
+        evaluate(writer, student, reward, qs, k, &s, batch).unwrap()
     }
+
     struct Fixed(&'static str);
     impl InstructionWriter for Fixed {
         fn label(&self) -> String {
@@ -431,43 +410,19 @@ mod tests {
     #[test]
     fn conditions_are_scored_and_failures_excluded() {
         let qs = queries(5);
-        let mut reward = WeightedReward::new(Exact, RewardWeights::single("correct")).unwrap();
-        let mut student = Mock { calls: 0 };
-        let s = SamplingParams::default();
-        let mut all = evaluate(
+        let (mut student, mut reward) = (mock(), exact());
+        let mut all = run(
             &mut NoInstruction::new("alone"),
             &mut student,
             &mut reward,
             &qs,
             3,
-            &s,
             2,
-        )
-        .unwrap();
-        all.extend(
-            evaluate(
-                &mut Fixed("add carefully"),
-                &mut student,
-                &mut reward,
-                &qs,
-                3,
-                &s,
-                2,
-            )
-            .unwrap(),
         );
-        all.extend(
-            evaluate(
-                &mut Fixed("guess"),
-                &mut student,
-                &mut reward,
-                &qs,
-                3,
-                &s,
-                4,
-            )
-            .unwrap(),
-        );
+        let mut fixed =
+            |text, batch| run(&mut Fixed(text), &mut student, &mut reward, &qs, 3, batch);
+        all.extend(fixed("add carefully", 2));
+        all.extend(fixed("guess", 4));
         assert_eq!(all.len(), 45);
         let sum = summarize(&all, &[], Some((0.0, 1.0))).conditions;
         assert_eq!(sum.len(), 3);
@@ -515,28 +470,22 @@ mod tests {
     #[test]
     fn a_failed_instruction_is_a_failure_of_its_condition() {
         let qs = queries(3);
-        let mut reward = WeightedReward::new(Exact, RewardWeights::single("correct")).unwrap();
-        let mut student = Mock { calls: 0 };
-        let s = SamplingParams::default();
-        let mut all = evaluate(&mut Flaky, &mut student, &mut reward, &qs, 2, &s, 8).unwrap();
-        assert_eq!(student.calls, 4, "the student is not asked for q1");
+        let (mut student, mut reward) = (mock(), exact());
+        let mut all = run(&mut Flaky, &mut student, &mut reward, &qs, 2, 8);
+        assert_eq!(student.replies, 4, "the student is not asked for q1");
         let failed: Vec<&EvalSample> = all.iter().filter(|x| x.query_id == "q1").collect();
         assert_eq!(failed.len(), 2);
         assert!(failed.iter().all(|x| x.reward.is_none()
             && x.instruction.is_none()
             && x.error.as_deref() == Some("no instruction: HTTP 500")));
-        all.extend(
-            evaluate(
-                &mut Fixed("guess"),
-                &mut student,
-                &mut reward,
-                &qs,
-                2,
-                &s,
-                8,
-            )
-            .unwrap(),
-        );
+        all.extend(run(
+            &mut Fixed("guess"),
+            &mut student,
+            &mut reward,
+            &qs,
+            2,
+            8,
+        ));
         let pairs = vec![("api".to_string(), "guess".to_string())];
         let r = summarize(&all, &pairs, Some((0.0, 1.0)));
         let api = r.condition("api").unwrap();

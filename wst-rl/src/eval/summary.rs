@@ -180,6 +180,20 @@ pub fn summarize(samples: &[EvalSample], pairs: &[(String, String)], bounds: Bou
 /// How many excluded problem ids the tables name.
 const SHOW_EXCLUDED: usize = 5;
 
+/// The columns both condition tables share, in their order: problems, replies, failures, then
+/// the mean and its 95% interval with `digits` decimals.
+fn columns(c: &ConditionSummary, digits: usize) -> [String; 6] {
+    let real = |x: f64| format!("{x:.digits$}");
+    [
+        c.problems.to_string(),
+        c.replies.to_string(),
+        c.failures.to_string(),
+        real(c.mean),
+        real(c.ci_lo),
+        real(c.ci_hi),
+    ]
+}
+
 /// The report as Markdown: the condition table, a line on the problems of the means, and the
 /// paired differences.
 pub fn markdown_table(report: &EvalReport) -> String {
@@ -188,15 +202,10 @@ pub fn markdown_table(report: &EvalReport) -> String {
          |---|---:|---:|---:|---:|---|---:|\n",
     );
     for c in &report.conditions {
+        let [problems, replies, failed, mean, lo, hi] = columns(c, 3);
         s.push_str(&format!(
-            "| {} | {} | {} | {} | {:.3} | [{:.3}, {:.3}] | {:.0}% |\n",
+            "| {} | {problems} | {replies} | {failed} | {mean} | [{lo}, {hi}] | {:.0}% |\n",
             c.condition,
-            c.problems,
-            c.replies,
-            c.failures,
-            c.mean,
-            c.ci_lo,
-            c.ci_hi,
             100.0 * c.answer_in_instruction
         ));
     }
@@ -251,15 +260,10 @@ pub fn csv_table(report: &EvalReport) -> String {
         "condition,problems,replies,failures,mean,ci_lo,ci_hi,answer_in_instruction,unscored\n",
     );
     for c in &report.conditions {
+        let [problems, replies, failures, mean, lo, hi] = columns(c, 6);
         s.push_str(&format!(
-            "{},{},{},{},{:.6},{:.6},{:.6},{:.6},{}\n",
+            "{},{problems},{replies},{failures},{mean},{lo},{hi},{:.6},{}\n",
             csv_field(&c.condition),
-            c.problems,
-            c.replies,
-            c.failures,
-            c.mean,
-            c.ci_lo,
-            c.ci_hi,
             c.answer_in_instruction,
             c.unscored
         ));
