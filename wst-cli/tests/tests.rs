@@ -27,10 +27,7 @@ fn repo() -> PathBuf {
 
 /// The `shared/` folder of test assets beside the workspace (`$WST_SHARED` when set).
 fn shared() -> PathBuf {
-    match std::env::var_os("WST_SHARED") {
-        Some(d) => PathBuf::from(d),
-        None => repo().join("../shared"),
-    }
+    wst_core::testing::shared_dir()
 }
 
 /// The tiny random Qwen2 of the test vectors (a model folder with `reference.json`).

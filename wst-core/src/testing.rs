@@ -21,6 +21,8 @@
 //! # Ok::<(), wst_core::Error>(())
 //! ```
 
+use std::path::{Path, PathBuf};
+
 use crate::{
     Config, Query, Result, Reward, RewardComponents, RewardInput, SamplingParams, Student,
     StudentReply, StudentRequest, TemplatePreset, VecSource,
@@ -159,6 +161,15 @@ impl Reward for ExactReward {
                 RewardComponents::from_pairs([("correct", f64::from(u8::from(ok)))])
             })
             .collect())
+    }
+}
+
+/// The shared test assets (`data/`, `testvectors/`, `testdata/`): `$WST_SHARED` when set, else
+/// the `shared` folder beside the repository.
+pub fn shared_dir() -> PathBuf {
+    match std::env::var_os("WST_SHARED") {
+        Some(dir) => PathBuf::from(dir),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared"),
     }
 }
 

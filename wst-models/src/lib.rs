@@ -16,7 +16,7 @@
 //! ```
 //! use tch::{Device, Tensor};
 //! use wst_core::SamplingParams;
-//! use wst_models::{target_logprobs, Arch, DecoderConfig, DecoderLm, Generator};
+//! use wst_models::{Arch, DecoderConfig, DecoderLm, Generator};
 //!
 //! let model = DecoderLm::random(DecoderConfig::tiny(Arch::Llama), Device::Cpu, 0)?;
 //! let greedy = SamplingParams {
@@ -27,11 +27,11 @@
 //! let out = Generator::without_tokenizer(&model, &[], 0).generate(&[vec![1, 2, 3]], &greedy)?;
 //! assert_eq!(out[0].token_ids.len(), 6);
 //!
+//! // The same tokens scored by the training path: log p(token | what precedes it).
 //! let ids: Vec<i64> = [1, 2, 3].iter().chain(&out[0].token_ids).map(|&t| t as i64).collect();
-//! let logits = model.forward(&Tensor::from_slice(&ids).unsqueeze(0), None)?;
-//! let targets = Tensor::from_slice(&ids[3..]).unsqueeze(0);
-//! let scored = target_logprobs(&logits.narrow(1, 2, 6), &targets);
+//! let scored = model.token_logprobs_from(&Tensor::from_slice(&ids).unsqueeze(0), None, 2, 64)?;
 //! let scored: Vec<f32> = Vec::try_from(scored.squeeze_dim(0))?;
+//! assert_eq!(scored.len(), 6);
 //! for (a, b) in scored.iter().zip(&out[0].logprobs) {
 //!     assert!((a - b).abs() < 1e-4, "{a} vs {b}");
 //! }

@@ -2,14 +2,14 @@
 //! random `tiny-gpt2-rm` reward model of the shared test vectors and its Python reference, and
 //! HTTP-dates for mock servers.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde_json::Value;
 
-/// The `tiny-gpt2-rm` folder of the shared test vectors (beside the repository), with a clear
+/// The `tiny-gpt2-rm` folder of the shared test vectors ([`wst_core::testing::shared_dir`]), with a clear
 /// failure when they are absent.
 pub fn tiny_gpt2_rm_dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/testvectors/tiny-gpt2-rm");
+    let dir = wst_core::testing::shared_dir().join("testvectors/tiny-gpt2-rm");
     assert!(
         dir.join("reference.json").is_file(),
         "test asset missing: {} (the shared test vectors sit beside the repository)",

@@ -17,17 +17,11 @@ use tch::{Device, Kind, Tensor};
 
 type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 
-/// `../../shared` beside the repository (or `WST_SHARED`).
-fn shared_dir() -> PathBuf {
-    match std::env::var_os("WST_SHARED") {
-        Some(dir) => PathBuf::from(dir),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared"),
-    }
-}
-
 /// A test vector folder or file under `shared/testvectors`, checked to exist.
 fn vectors(name: &str) -> PathBuf {
-    let p = shared_dir().join("testvectors").join(name);
+    let p = wst_core::testing::shared_dir()
+        .join("testvectors")
+        .join(name);
     assert!(
         p.exists(),
         "test asset {} is missing (the shared/ folder beside the repository)",

@@ -1,6 +1,6 @@
 //! Mocks and configs shared by the trainer tests.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Sums `a + b` for small digits.
 pub use wst_core::testing::sums_source as source;
@@ -46,11 +46,7 @@ pub fn policy(seed: u64) -> TinyPolicy {
 
 /// The tiny random Qwen2 of the reference vectors (vocab 512, hidden 64, 2 layers).
 pub fn tiny_qwen2() -> PathBuf {
-    let shared = match std::env::var_os("WST_SHARED") {
-        Some(d) => PathBuf::from(d),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared"),
-    };
-    let p = shared.join("testvectors/tiny-qwen2");
+    let p = wst_core::testing::shared_dir().join("testvectors/tiny-qwen2");
     assert!(p.is_dir(), "test asset {} is missing", p.display());
     p
 }

@@ -19,15 +19,8 @@ fn smollm2_path() -> PathBuf {
     path
 }
 
-fn shared_dir() -> PathBuf {
-    match std::env::var_os("WST_SHARED") {
-        Some(dir) => PathBuf::from(dir),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared"),
-    }
-}
-
 fn test_vectors() -> Value {
-    let path = shared_dir().join("testvectors/smollm2-135m-instruct-q4_1.json");
+    let path = wst_core::testing::shared_dir().join("testvectors/smollm2-135m-instruct-q4_1.json");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).unwrap()
 }
