@@ -10,8 +10,14 @@
 //! f32 variable is its own master (no copy). The checkpoint's weights are the masters
 //! ([`AdamW::save_weights`]) so a resume continues bit for bit.
 //!
-//! The update is written with in-place operations (`lerp_`, `square_`, `addcdiv_`): one
-//! temporary per variable (the denominator) instead of one per arithmetic operation.
+//! On the CPU the update of every f32 weight (the variable, or its master) is one fused pass
+//! over the weight, its gradient and its moments ([`fused`]), spread over the intra-op
+//! threads, the gradient only read. Elsewhere (CUDA) it is written with in-place operations
+//! (`lerp_`, `square_`, `addcdiv_`): one temporary per variable (the denominator) instead of
+//! one per arithmetic operation. The two agree to float rounding.
+//!
+//! Gradients are dropped, not zeroed, between updates ([`zero_grad`]): the first backward pass
+//! writes them, and no gradient memory is held while the forward pass runs.
 
 use std::path::Path;
 
@@ -19,6 +25,8 @@ use tch::{nn, Kind, Tensor};
 use wst_models::WeightStore;
 
 use crate::{Error, Result};
+
+mod fused;
 
 /// AdamW hyper-parameters (the learning rate is given per step).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -42,6 +50,8 @@ pub struct AdamW {
     m: Vec<Tensor>,
     v: Vec<Tensor>,
     step: i64,
+    /// Whether CPU f32 weights take the fused kernel (tests turn it off to compare).
+    fused: bool,
 }
 
 /// The trainable variables of a store, sorted by name.
@@ -55,10 +65,24 @@ pub fn trainable(vs: &nn::VarStore) -> Vec<(String, Tensor)> {
     vars
 }
 
-/// Zeroes the gradients of the variables.
+/// Drops the gradients of the trainable variables (PyTorch's `zero_grad(set_to_none=True)`):
+/// the next backward pass writes fresh ones instead of adding into zeros, and no gradient
+/// memory is held until then. A variable the next backward does not reach has no gradient
+/// (and [`AdamW::step`] leaves it alone).
 pub fn zero_grad(vs: &nn::VarStore) {
-    for (_, mut t) in trainable(vs) {
-        t.zero_grad();
+    let vars = trainable(vs);
+    // libtorch's optimiser `zero_grad` resets each parameter's gradient to undefined; an SGD
+    // holding the variables is tch's handle to it (it never steps).
+    let dropped = tch::COptimizer::sgd(0.0, 0.0, 0.0, 0.0, false).and_then(|mut opt| {
+        for (_, t) in &vars {
+            opt.add_parameters(t, 0)?;
+        }
+        opt.zero_grad()
+    });
+    if dropped.is_err() {
+        for (_, mut t) in vars {
+            t.zero_grad();
+        }
     }
 }
 
@@ -126,6 +150,7 @@ impl AdamW {
             m,
             v,
             step: 0,
+            fused: true,
         }
     }
 
@@ -153,8 +178,8 @@ impl AdamW {
     }
 
     /// One update with learning rate `lr` from the current gradients (variables without a
-    /// gradient are left alone, their moments too). The gradients are consumed: they hold
-    /// scratch values afterwards, so zero them before the next backward pass.
+    /// gradient are left alone, their moments too). The gradients are consumed: they may hold
+    /// scratch values afterwards, so drop them ([`zero_grad`]) before the next backward pass.
     pub fn step(&mut self, lr: f64) {
         self.step_clipped(lr, 0.0);
     }
@@ -172,6 +197,15 @@ impl AdamW {
         // d = -(sqrt(v) + eps * sqrt(bc2)) * bc1 / (lr * sqrt(bc2)).
         let eps_scaled = self.config.eps * bc2.sqrt();
         let d_scale = -bc1 / (lr * bc2.sqrt());
+        let mut consts = fused::Consts {
+            decay: (1.0 - lr * wd) as f32,
+            one_minus_b1: (1.0 - b1) as f32,
+            one_minus_b2: (1.0 - b2) as f32,
+            step_size: (lr / bc1) as f32,
+            bc2_sqrt: bc2.sqrt() as f32,
+            eps: self.config.eps as f32,
+            grad_scale: 1.0,
+        };
         tch::no_grad(|| {
             let grads: Vec<(usize, Tensor)> = self
                 .params
@@ -186,12 +220,23 @@ impl AdamW {
                 (Some(n), true) => Some(clip_coefficient(n, max_norm)),
                 _ => None,
             };
+            // (index, f32 gradient) of the variables the fused CPU kernel updates.
+            let mut on_cpu: Vec<(usize, Tensor)> = Vec::new();
             for (i, g) in grads {
                 let mut g = if g.kind() == Kind::Float {
                     g
                 } else {
                     g.to_kind(Kind::Float)
                 };
+                let w = self.master[i].as_ref().unwrap_or(&self.params[i]);
+                if self.fused
+                    && [w, &g, &self.m[i], &self.v[i]]
+                        .into_iter()
+                        .all(fused::usable)
+                {
+                    on_cpu.push((i, g));
+                    continue;
+                }
                 if let Some(c) = &coef {
                     let _ = g.g_mul_(c);
                 }
@@ -209,6 +254,25 @@ impl AdamW {
                 let _ = w.addcdiv_(&self.m[i], &d);
                 if let Some(master) = &self.master[i] {
                     self.params[i].copy_(master);
+                }
+            }
+            if !on_cpu.is_empty() {
+                // On the CPU: reading the 0-d coefficient waits for nothing.
+                if let Some(c) = &coef {
+                    consts.grad_scale = c.double_value(&[]) as f32;
+                }
+                let sets: Vec<[&Tensor; 4]> = on_cpu
+                    .iter()
+                    .map(|(i, g)| {
+                        let w = self.master[*i].as_ref().unwrap_or(&self.params[*i]);
+                        [w, g, &self.m[*i], &self.v[*i]]
+                    })
+                    .collect();
+                fused::step(&sets, &consts, tch::get_num_threads().max(1) as usize);
+                for (i, _) in &on_cpu {
+                    if let Some(master) = &self.master[*i] {
+                        self.params[*i].copy_(master);
+                    }
                 }
             }
             norm
@@ -329,6 +393,113 @@ mod tests {
         for i in 0..3 {
             assert!((got[i] as f64 - p[i]).abs() < 1e-6, "{got:?} vs {p:?}");
         }
+    }
+
+    /// torch.optim.AdamW after clip_grad_norm_, in f64: `params` and `grads` per variable.
+    fn reference_steps(
+        params: &mut [Vec<f64>],
+        grads: &[Vec<f64>],
+        steps: i32,
+        lr: f64,
+        max_norm: f64,
+        cfg: &AdamWConfig,
+    ) {
+        let ([b1, b2], eps, wd) = (cfg.betas, cfg.eps, cfg.weight_decay);
+        let mut m: Vec<Vec<f64>> = params.iter().map(|p| vec![0.0; p.len()]).collect();
+        let mut v = m.clone();
+        let norm = grads.iter().flatten().map(|g| g * g).sum::<f64>().sqrt();
+        let c = (max_norm / (norm + 1e-6)).min(1.0);
+        for t in 1..=steps {
+            for (k, p) in params.iter_mut().enumerate() {
+                for i in 0..p.len() {
+                    let g = grads[k][i] * c;
+                    p[i] *= 1.0 - lr * wd;
+                    m[k][i] = b1 * m[k][i] + (1.0 - b1) * g;
+                    v[k][i] = b2 * v[k][i] + (1.0 - b2) * g * g;
+                    let mh = m[k][i] / (1.0 - b1.powi(t));
+                    let vh = v[k][i] / (1.0 - b2.powi(t));
+                    p[i] -= lr * mh / (vh.sqrt() + eps);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn fused_and_per_tensor_steps_match_the_reference_over_steps_with_clipping() {
+        let cfg = AdamWConfig {
+            betas: [0.9, 0.999],
+            eps: 1e-8,
+            weight_decay: 0.01,
+        };
+        let (lr, max_norm, steps) = (1e-2, 1.0, 5);
+        tch::manual_seed(3);
+        // Lengths around the 4 SIMD lanes, and one bf16 variable (an f32 master).
+        let shapes: [(&str, i64, Kind); 4] = [
+            ("a", 7, Kind::Float),
+            ("b", 64, Kind::Float),
+            ("c", 1, Kind::Float),
+            ("d", 9, Kind::BFloat16),
+        ];
+        let init: Vec<Tensor> = shapes
+            .iter()
+            .map(|&(_, n, k)| Tensor::randn([n], (Kind::Float, tch::Device::Cpu)).to_kind(k))
+            .collect();
+        let grads: Vec<Tensor> = shapes
+            .iter()
+            .map(|&(_, n, _)| Tensor::randn([n], (Kind::Float, tch::Device::Cpu)))
+            .collect();
+        let f64s = |t: &Tensor| Vec::<f64>::try_from(t.to_kind(Kind::Double)).unwrap();
+        let mut want: Vec<Vec<f64>> = init.iter().map(f64s).collect();
+        let g64: Vec<Vec<f64>> = grads.iter().map(f64s).collect();
+        reference_steps(&mut want, &g64, steps, lr, max_norm, &cfg);
+        let mut results = Vec::new();
+        for fused in [true, false] {
+            let vs = nn::VarStore::new(tch::Device::Cpu);
+            let vars: Vec<Tensor> = shapes
+                .iter()
+                .zip(&init)
+                .map(|(&(name, ..), t)| vs.root().var_copy(name, t))
+                .collect();
+            let mut opt = AdamW::new(&vs, cfg);
+            opt.fused = fused;
+            for _ in 0..steps {
+                zero_grad(&vs);
+                let loss = vars
+                    .iter()
+                    .zip(&grads)
+                    .map(|(w, g)| (w * g.to_kind(w.kind())).sum(Kind::Float))
+                    .fold(
+                        Tensor::zeros([], (Kind::Float, tch::Device::Cpu)),
+                        |a, b| a + b,
+                    );
+                loss.backward();
+                opt.step_clipped(lr, max_norm);
+            }
+            let got: Vec<Vec<f64>> = opt.master_weights().iter().map(|(_, t)| f64s(t)).collect();
+            for (k, (g, w)) in got.iter().zip(&want).enumerate() {
+                for (a, b) in g.iter().zip(w) {
+                    assert!(
+                        (a - b).abs() < 2e-6,
+                        "fused {fused}, {}: {a} vs {b}",
+                        shapes[k].0
+                    );
+                }
+            }
+            results.push(got);
+        }
+        assert_ne!(results[0], init.iter().map(f64s).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn zero_grad_drops_the_gradients() {
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let w = vs.root().var_copy("w", &Tensor::from_slice(&[1.0f32, 2.0]));
+        (&w * 3.0).sum(Kind::Float).backward();
+        assert!(w.grad().defined());
+        zero_grad(&vs);
+        assert!(!w.grad().defined());
+        (&w * 2.0).sum(Kind::Float).backward();
+        assert_eq!(Vec::<f32>::try_from(w.grad()).unwrap(), [2.0, 2.0]);
     }
 
     #[test]

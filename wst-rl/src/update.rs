@@ -23,7 +23,7 @@ use crate::loss::{
     grpo_terms, high_entropy_mask, sequence_log_ratio, token_weights, LossDenom, LossInputs,
     LossParams,
 };
-use crate::policy::{entropy, target_logprobs, Policy, TokenBatch};
+use crate::policy::{Policy, TokenBatch};
 use crate::Result;
 
 /// The differentiable half of a policy, all the update needs: a body, an output head and the
@@ -156,6 +156,42 @@ impl Sums {
     }
 }
 
+/// The log-probabilities of `targets` `[N, n]` and the entropies `[N, n]` under
+/// `softmax(logits)` (`logits` `[N, n, V]` f32, from [`Scorer::head_logits`]).
+///
+/// The log-probabilities are [`crate::policy::target_logprobs`]'s bit for bit (`picked -
+/// logsumexp`, the same operations: a reference or sampling policy scored that way gives
+/// ratio 1 and KL 0 exactly), computed without a graph; their gradient with respect to the
+/// logits, `onehot - p`, is attached through one product `s = sum_v logits_v * sg(p_v -
+/// onehot_v)` as `lp = value - (s - sg(s))`. So backward writes the logits' gradient once,
+/// where autograd through `gather - logsumexp` writes the scatter of `gather`, three
+/// temporaries of `logsumexp` and their sum; and the entropy `logsumexp - sum_v p_v logits_v =
+/// -(s + lp)` comes from the same product, with no extra softmax.
+fn head_terms(logits: &Tensor, targets: &Tensor) -> (Tensor, Tensor) {
+    let idx = targets.to_device(logits.device()).unsqueeze(-1);
+    let (value, w) = tch::no_grad(|| {
+        let picked = logits.gather(2, &idx, false).squeeze_dim(-1);
+        let lse = logits.logsumexp([-1], false);
+        // p - onehot, in the buffer of p.
+        let mut w = (logits - lse.unsqueeze(-1)).exp_();
+        let _ = w.scatter_add_(2, &idx, &Tensor::full_like(&idx, -1.0).to_kind(w.kind()));
+        (picked - lse, w)
+    });
+    // [N, n, 1, V] x [N, n, V, 1]: one dot product per position.
+    let s = logits
+        .unsqueeze(-2)
+        .matmul(&w.unsqueeze(-1))
+        .squeeze_dim(-1)
+        .squeeze_dim(-1);
+    let ent = tch::no_grad(|| -(&s + &value));
+    let lp = if s.requires_grad() {
+        &value - (&s - s.detach())
+    } else {
+        value
+    };
+    (lp, ent)
+}
+
 /// Log-probabilities and entropies `[N, C]` of all positions of `features`, `chunk` positions
 /// of the head at a time (one autograd graph when gradients are on).
 fn head_all<S: Scorer + ?Sized>(
@@ -171,8 +207,9 @@ fn head_all<S: Scorer + ?Sized>(
     while at < c {
         let n = chunk.min(c - at);
         let logits = scorer.head_logits(&features.narrow(1, at, n), temperature)?;
-        lps.push(target_logprobs(&logits, &targets.narrow(1, at, n)));
-        ents.push(entropy(&logits));
+        let (lp, ent) = head_terms(&logits, &targets.narrow(1, at, n));
+        lps.push(lp);
+        ents.push(ent);
         at += n;
     }
     Ok((Tensor::cat(&lps, 1), Tensor::cat(&ents, 1)))
@@ -255,8 +292,7 @@ fn accumulate<S: Scorer + ?Sized>(
         while at < c {
             let n = chunk.min(c - at);
             let logits = scorer.head_logits(&fd.narrow(1, at, n), opts.temperature)?;
-            let lp = target_logprobs(&logits, &targets.narrow(1, at, n));
-            let ent = entropy(&logits);
+            let (lp, ent) = head_terms(&logits, &targets.narrow(1, at, n));
             drop(logits);
             add(&lp, &ent, at, n, seq.as_ref(), keep.as_ref())?;
             at += n;
@@ -412,6 +448,40 @@ mod tests {
                 micro_batches: 2.0,
             },
         }
+    }
+
+    #[test]
+    fn head_terms_are_target_logprobs_exactly_with_their_gradient_and_the_entropy() {
+        tch::manual_seed(9);
+        let raw = Tensor::randn([3, 5, 40], (Kind::Float, Device::Cpu)) * 4.0;
+        let targets = Tensor::randint_low(0, 40, [3, 5], (Kind::Int64, Device::Cpu));
+        let weights = Tensor::randn([3, 5], (Kind::Float, Device::Cpu));
+        let run = |reference: bool| {
+            let logits = raw.copy().set_requires_grad(true);
+            let (lp, ent) = if reference {
+                let lp = crate::policy::target_logprobs(&logits, &targets);
+                (lp, crate::policy::entropy(&logits))
+            } else {
+                head_terms(&logits, &targets)
+            };
+            (&lp * &weights).sum(Kind::Float).backward();
+            (lp.detach(), ent, logits.grad())
+        };
+        let (lp1, ent1, g1) = run(true);
+        let (lp2, ent2, g2) = run(false);
+        assert!(
+            lp1.equal(&lp2),
+            "the values are target_logprobs' bit for bit"
+        );
+        let ent_err = (&ent1 - &ent2).abs().max().double_value(&[]);
+        assert!(ent_err < 1e-5, "entropy off by {ent_err}");
+        let g_err = (&g1 - &g2).abs().max().double_value(&[]);
+        assert!(
+            g_err < 1e-6 && g1.abs().max().double_value(&[]) > 0.1,
+            "{g_err}"
+        );
+        let (lp3, ent3) = tch::no_grad(|| head_terms(&raw, &targets));
+        assert!(lp3.equal(&lp1) && ent3.equal(&ent2));
     }
 
     #[test]
