@@ -21,6 +21,7 @@ use crate::weights::WeightStore;
 use crate::{Error, Result};
 
 mod cache;
+mod int8;
 pub mod lora;
 mod static_step;
 
@@ -37,6 +38,35 @@ struct Layer {
     gate: Proj,
     up: Proj,
     down: Proj,
+    /// Int8 copies of the projections ([`DecoderLm::quantize_int8`]), used instead when set.
+    int8: Option<int8::QLayer>,
+}
+
+impl Layer {
+    /// Queries, keys and values of the normed input `h`: `[.., heads * head_dim]`,
+    /// `[.., kv_heads * head_dim]` twice.
+    fn qkv(&self, h: &Tensor) -> (Tensor, Tensor, Tensor) {
+        match self.int8.as_ref().map(|q| &q.qkv) {
+            Some(q) => {
+                let y = q.apply(h);
+                let (nq, nk) = (self.q.w.size()[0], self.k.w.size()[0]);
+                (
+                    y.narrow(-1, 0, nq),
+                    y.narrow(-1, nq, nk),
+                    y.narrow(-1, nq + nk, nk),
+                )
+            }
+            None => (lin(h, &self.q), lin(h, &self.k), lin(h, &self.v)),
+        }
+    }
+
+    /// The attention output projection.
+    fn o_proj(&self, attn: &Tensor) -> Tensor {
+        match self.int8.as_ref().map(|q| &q.o) {
+            Some(q) => q.apply(attn),
+            None => lin(attn, &self.o),
+        }
+    }
 }
 
 /// One linear projection: weight `[out, in]`, optional bias, optional LoRA adapter.
@@ -121,6 +151,7 @@ impl DecoderLm {
                 gate: proj(&mlp / "gate_proj", i, h, c.mlp_bias),
                 up: proj(&mlp / "up_proj", i, h, c.mlp_bias),
                 down: proj(&mlp / "down_proj", h, i, c.mlp_bias),
+                int8: None,
             });
         }
         let norm = (&model / "norm").var("weight", &[h], norm_init);
@@ -263,7 +294,8 @@ impl DecoderLm {
     }
 
     /// Final-normed hidden states `[B, T, H]`. `allowed` is the `[B, 1, T, S]` bool attention
-    /// mask (`None`: plain causal, no cache).
+    /// mask (`None`: plain causal, no cache). `stats` collects the projections' input maxima
+    /// per channel (int8 calibration).
     // `x = x + y` on purpose: an in-place add would overwrite tensors autograd saved.
     #[allow(clippy::assign_op_pattern)]
     fn hidden(
@@ -272,6 +304,7 @@ impl DecoderLm {
         positions: &Tensor,
         allowed: Option<&Tensor>,
         mut cache: Option<&mut KvCache>,
+        mut stats: Option<&mut Vec<int8::LayerStats>>,
     ) -> Tensor {
         let c = &self.config;
         let (b, t) = (ids.size()[0], ids.size()[1]);
@@ -282,9 +315,13 @@ impl DecoderLm {
         let scale = 1.0 / (d as f64).sqrt();
         for (l, layer) in self.layers.iter().enumerate() {
             let h = self.rms_norm(&x, &layer.input_norm);
-            let q = lin(&h, &layer.q).view([b, t, nh, d]).transpose(1, 2);
-            let k = lin(&h, &layer.k).view([b, t, nkv, d]).transpose(1, 2);
-            let v = lin(&h, &layer.v).view([b, t, nkv, d]).transpose(1, 2);
+            if let Some(s) = stats.as_deref_mut() {
+                int8::observe(s, l, 0, &h);
+            }
+            let (q, k, v) = layer.qkv(&h);
+            let q = q.view([b, t, nh, d]).transpose(1, 2);
+            let k = k.view([b, t, nkv, d]).transpose(1, 2);
+            let v = v.view([b, t, nkv, d]).transpose(1, 2);
             let q = &q * &cos + rotate_half(&q) * &sin;
             let k = &k * &cos + rotate_half(&k) * &sin;
             let (k, v) = match cache.as_deref_mut() {
@@ -310,8 +347,11 @@ impl DecoderLm {
                 nh != nkv,
             );
             let attn = attn.transpose(1, 2).reshape([b, t, nh * d]);
-            x = x + lin(&attn, &layer.o);
-            let mlp = self.mlp(&x, layer);
+            if let Some(s) = stats.as_deref_mut() {
+                int8::observe(s, l, 1, &attn);
+            }
+            x = x + layer.o_proj(&attn);
+            let mlp = self.mlp(&x, layer, stats.as_deref_mut().map(|s| (s, l)));
             x = x + mlp;
         }
         self.rms_norm(&x, &self.norm)
@@ -331,16 +371,39 @@ impl DecoderLm {
         }
     }
 
-    /// The MLP branch of `layer` for the residual stream `x` (post-attention norm included).
-    fn mlp(&self, x: &Tensor, layer: &Layer) -> Tensor {
+    /// The MLP branch of `layer` for the residual stream `x` (post-attention norm included);
+    /// `stats`: int8 calibration maxima and the layer's index.
+    fn mlp(
+        &self,
+        x: &Tensor,
+        layer: &Layer,
+        mut stats: Option<(&mut Vec<int8::LayerStats>, usize)>,
+    ) -> Tensor {
         let h = self.rms_norm(x, &layer.post_norm);
-        let g = lin(&h, &layer.gate);
+        if let Some((s, l)) = stats.as_mut() {
+            int8::observe(s, *l, 2, &h);
+        }
+        let (g, u) = match layer.int8.as_ref().map(|q| &q.gate_up) {
+            Some(q) => {
+                let y = q.apply(&h);
+                let i = layer.gate.w.size()[0];
+                (y.narrow(-1, 0, i), y.narrow(-1, i, i))
+            }
+            None => (lin(&h, &layer.gate), lin(&h, &layer.up)),
+        };
         let g = match self.config.hidden_act {
             Activation::Silu => g.silu(),
             Activation::GeluTanh => g.gelu("tanh"),
             Activation::Gelu => g.gelu("none"),
         };
-        lin(&(g * lin(&h, &layer.up)), &layer.down)
+        let gu = g * u;
+        if let Some((s, l)) = stats.as_mut() {
+            int8::observe(s, *l, 3, &gu);
+        }
+        match layer.int8.as_ref().map(|q| &q.down) {
+            Some(q) => q.apply(&gu),
+            None => lin(&gu, &layer.down),
+        }
     }
 
     /// Position ids `[B, T]` of a padded batch: the index among the row's real tokens.
@@ -364,6 +427,7 @@ impl DecoderLm {
     /// mask `[B, T]` (1 = token, 0 = pad; left or right padding).
     pub fn hidden_states(&self, ids: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
         let (b, t) = self.check_ids(ids, mask)?;
+        self.check_inference()?;
         let (lo, hi) = (ids.min().int64_value(&[]), ids.max().int64_value(&[]));
         if lo < 0 || hi >= self.config.vocab_size {
             return Err(Error::Invalid(format!(
@@ -380,13 +444,14 @@ impl DecoderLm {
                     &Self::positions(&m),
                     Some(&Self::padded_mask(&m)),
                     None,
+                    None,
                 )
             }
             None => {
                 let pos = Tensor::arange(t, (Kind::Int64, self.device()))
                     .unsqueeze(0)
                     .expand([b, t], false);
-                self.hidden(ids, &pos, None, None)
+                self.hidden(ids, &pos, None, None, None)
             }
         })
     }
@@ -424,6 +489,7 @@ impl DecoderLm {
         cache: &mut KvCache,
     ) -> Result<Tensor> {
         let (b, t) = self.check_ids(ids, mask)?;
+        self.check_inference()?;
         let ids = &ids.to_device(self.device());
         if b != cache.batch {
             return Err(Error::Invalid(format!(
@@ -461,7 +527,7 @@ impl DecoderLm {
             .unsqueeze(1)
             .logical_and(&causal)
             .logical_or(&diag);
-        let h = self.hidden(ids, &positions, Some(&allowed), Some(cache));
+        let h = self.hidden(ids, &positions, Some(&allowed), Some(cache), None);
         cache.len = total;
         let _ = cache.slot.fill_(total);
         cache.bias_fresh = false;

@@ -298,7 +298,9 @@ impl<'a> Generator<'a> {
             // One more step: the next token of every row.
             let captured = match graph.as_mut() {
                 Some(g) if !g.is_captured() && done > GRAPH_WARMUP_STEPS => Some(g.capture(|| {
-                    let logits = self.model.decode_logits_static(&bufs.tokens, &mut cache);
+                    let logits = self
+                        .model
+                        .decode_logits_static(&bufs.tokens, &mut cache, None);
                     bufs.emit(&logits, params)
                 })),
                 _ => None,
@@ -315,7 +317,13 @@ impl<'a> Generator<'a> {
                 _ => false,
             };
             if !replayed {
-                let logits = self.model.decode_logits_static(&bufs.tokens, &mut cache);
+                // On the CPU the step attends over the filled slots only; CUDA keeps the
+                // static shapes (the warm-up steps before a capture, and eager decoding, run
+                // what the graph runs).
+                let filled = (!device.is_cuda()).then(|| cache.len() + 1);
+                let logits = self
+                    .model
+                    .decode_logits_static(&bufs.tokens, &mut cache, filled);
                 bufs.emit(&logits, params)?;
             }
             cache.advance(1);

@@ -85,8 +85,8 @@ pub use generate::{sample, Generation, Generator};
 pub use gpt2::{GPT2ForSequenceClassification, Gpt2Config};
 pub use loader::{
     alias_path, check_vocab, checkpoint_base, checkpoint_dir, checkpoint_teacher, dtype_kind,
-    resolve_spec, LoadedModel, CHECKPOINT_ADAPTERS, CHECKPOINT_CONFIG, CHECKPOINT_WEIGHTS,
-    SMOLLM2_ALIAS, SMOLLM2_FILE,
+    resolve_spec, LoadedModel, CALIBRATION_TEXT, CHECKPOINT_ADAPTERS, CHECKPOINT_CONFIG,
+    CHECKPOINT_WEIGHTS, SMOLLM2_ALIAS, SMOLLM2_FILE,
 };
 pub use student::LocalStudent;
 pub use student_http::{Backoff, HttpStats, HttpStudent, HttpStudentError};

@@ -15,11 +15,12 @@ use crate::tokenizer::Tokenizer;
 use crate::weights::WeightStore;
 use crate::{hub, Error, Result};
 
-/// The tch kind for a config dtype: `Auto` is bf16 on CUDA and f32 on the CPU.
+/// The tch kind for a config dtype: `Auto` is bf16 on CUDA and f32 on the CPU; `Int8` loads f32
+/// weights (then quantised by [`LoadedModel::load_dtype`]) and computes in f32.
 pub fn dtype_kind(dtype: DType, device: Device) -> Kind {
     match dtype {
         DType::Auto if device.is_cuda() => Kind::BFloat16,
-        DType::Auto | DType::F32 => Kind::Float,
+        DType::Auto | DType::F32 | DType::Int8 => Kind::Float,
         DType::Bf16 => Kind::BFloat16,
         DType::F16 => Kind::Half,
     }
@@ -99,6 +100,47 @@ impl LoadedModel {
         };
         m.name = spec.to_string();
         Ok(m)
+    }
+
+    /// Loads `spec` (as [`LoadedModel::load`]) in the config dtype `dtype` on `device`:
+    /// [`dtype_kind`], and for [`DType::Int8`] f32 weights quantised by
+    /// [`LoadedModel::quantize_int8`].
+    pub fn load_dtype(spec: &str, device: Device, dtype: DType) -> Result<Self> {
+        let mut m = Self::load(spec, device, dtype_kind(dtype, device))?;
+        if dtype == DType::Int8 {
+            m.quantize_int8()?;
+        }
+        Ok(m)
+    }
+
+    /// Quantises the model's projections to int8 ([`DecoderLm::quantize_int8`]), calibrated
+    /// on [`CALIBRATION_TEXT`] (as a chat when the model has a template).
+    pub fn quantize_int8(&mut self) -> Result<()> {
+        let ids = self.calibration_ids()?;
+        let t = ids.len() as i64;
+        let ids: Vec<i64> = ids.into_iter().map(i64::from).collect();
+        let ids = tch::Tensor::f_from_slice(&ids)?.view([1, t]);
+        self.model.quantize_int8(Some(&ids))
+    }
+
+    /// Token ids of the calibration text: a user question and an assistant answer rendered by
+    /// the chat template, or the plain text without one.
+    fn calibration_ids(&self) -> Result<Vec<u32>> {
+        let (question, answer) = CALIBRATION_TEXT;
+        let ids = match &self.chat_template {
+            Some(t) => {
+                let text = t.render(
+                    &[ChatMessage::user(question), ChatMessage::assistant(answer)],
+                    false,
+                )?;
+                self.tokenizer.encode(&text, false)?
+            }
+            None => self
+                .tokenizer
+                .encode(&format!("{question}\n{answer}"), true)?,
+        };
+        let max = self.model.config().max_position_embeddings.max(16) as usize;
+        Ok(ids.into_iter().take(max).collect())
     }
 
     /// Overwrites every weight with the tensor of the same name in a safetensors file (a
@@ -278,6 +320,24 @@ impl LoadedModel {
         self.generator().generate(prompts, params)
     }
 }
+
+/// The text whose activations calibrate int8 quantisation ([`LoadedModel::quantize_int8`]): a
+/// question and an answer mixing prose, arithmetic, a list and code, about 400 tokens.
+pub const CALIBRATION_TEXT: (&str, &str) = (
+    "A farmer has 17 sheep and buys 25 more, then sells 9. How many sheep does he have now? \
+     Explain each step, and then write a short Python function that adds two numbers.",
+    "Let's work through it step by step.\n\n1. He starts with 17 sheep.\n2. Buying 25 more \
+     gives 17 + 25 = 42 sheep.\n3. Selling 9 leaves 42 - 9 = 33 sheep.\n\nSo the farmer has 33 \
+     sheep now. The answer is 33.\n\nHere is a Python function that adds two numbers:\n\n\
+     ```python\ndef add(a, b):\n    \"\"\"Return the sum of a and b.\"\"\"\n    return a + b\n\n\
+     print(add(17, 25))  # 42\n```\n\nA few more facts, for good measure: the capital of France \
+     is Paris; water boils at 100 degrees Celsius at sea level; light from the Sun takes about \
+     eight minutes to reach the Earth; and in 1905 Albert Einstein published four papers that \
+     changed physics. To bake simple bread, mix 500 g of flour, 300 ml of water, 10 g of salt \
+     and 7 g of yeast, knead the dough for ten minutes, let it rise for an hour, and bake it at \
+     220 °C for 30 minutes. Remember: $3 \\times 4 = 12$, $\\frac{1}{2} + \\frac{1}{4} = \
+     \\frac{3}{4}$, and the square root of 144 is 12. I hope this helps!",
+);
 
 /// A token id or a list of them (`eos_token_id` of `generation_config.json`).
 fn id_list(v: Option<&serde_json::Value>) -> Vec<u32> {

@@ -4,6 +4,7 @@
 mod decoder;
 mod errors;
 mod generate;
+mod int8;
 mod lora;
 mod placement;
 mod smollm2;

@@ -9,6 +9,7 @@ use serde_json::Value;
 use tch::{Device, Kind, Tensor};
 
 use crate::args::DeviceArgs;
+use wst_core::DType;
 use wst_models::{
     cuda_peak_memory, cuda_reset_peak_memory, dtype_kind, select_device, DecoderConfig, DecoderLm,
     LoadedModel,
@@ -41,6 +42,15 @@ pub fn device_and_kind(on: DeviceArgs) -> Result<(Device, Kind)> {
     Ok((device, dtype_kind(on.dtype, device)))
 }
 
+/// The name of the weight type a benchmark ran: `int8` for `--dtype int8`, else that of `kind`.
+pub fn dtype_name(on: DeviceArgs, kind: Kind) -> &'static str {
+    if on.dtype == DType::Int8 {
+        "int8"
+    } else {
+        kind_name(kind)
+    }
+}
+
 pub fn kind_name(kind: Kind) -> &'static str {
     match kind {
         Kind::BFloat16 => "bf16",
@@ -49,7 +59,9 @@ pub fn kind_name(kind: Kind) -> &'static str {
     }
 }
 
-/// The model of `args` (kept with its loader, if any) and a name for reports.
+/// The model of `args` (kept with its loader, if any) and a name for reports; `--dtype int8`
+/// quantises it (a real model calibrated on its chat template, random weights without
+/// smoothing).
 pub fn build_model(
     args: &BenchModelArgs,
     device: Device,
@@ -62,10 +74,13 @@ pub fn build_model(
             if kind != Kind::Float {
                 m.var_store_mut().set_kind(kind);
             }
+            if args.on.dtype == DType::Int8 {
+                m.quantize_int8(None)?;
+            }
             Ok((m, p.clone()))
         }
         (None, Some(path)) => {
-            let m = LoadedModel::load(path, device, kind)
+            let m = LoadedModel::load_dtype(path, device, args.on.dtype)
                 .with_context(|| format!("loading model {path}"))?;
             Ok((m.model, path.clone()))
         }

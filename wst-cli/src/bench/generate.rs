@@ -8,7 +8,7 @@ use wst_core::SamplingParams;
 use wst_models::Generator;
 
 use super::common::{
-    build_model, check_positive, device_and_kind, gib, kind_name, print_report, random_ids,
+    build_model, check_positive, device_and_kind, dtype_name, gib, print_report, random_ids,
     time_runs, BenchModelArgs, TimingArgs,
 };
 
@@ -44,6 +44,7 @@ pub fn run(a: GenerateBench) -> Result<()> {
         check_positive(name, v)?;
     }
     let (device, kind) = device_and_kind(a.model.on)?;
+    let dtype = dtype_name(a.model.on, kind);
     let (model, name) = build_model(&a.model, device, kind)?;
     let vocab = model.config().vocab_size;
     let ids = random_ids(a.batch, a.prompt_len, vocab, a.model.seed, Device::Cpu);
@@ -79,7 +80,7 @@ pub fn run(a: GenerateBench) -> Result<()> {
         "bench": "generate",
         "model": name,
         "device": format!("{device:?}"),
-        "dtype": kind_name(kind),
+        "dtype": dtype,
         "cuda_graph": graph,
         "batch": a.batch,
         "prompt_len": a.prompt_len,
@@ -99,10 +100,7 @@ pub fn run(a: GenerateBench) -> Result<()> {
             format!(
                 "generate {name} on {device:?} ({}, cuda graph: {graph}): batch {} prompt {} + \
                  {} new tokens",
-                kind_name(kind),
-                a.batch,
-                a.prompt_len,
-                a.new_tokens
+                dtype, a.batch, a.prompt_len, a.new_tokens
             ),
             format!(
                 "{tokens_per_s:.0} tokens/s, {ms_per_step:.2} ms/step (median of {} runs, {:.3} s \

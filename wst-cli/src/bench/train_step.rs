@@ -67,6 +67,9 @@ pub fn run(a: TrainBench) -> Result<()> {
         );
     }
     let (device, kind) = device_and_kind(a.model.on)?;
+    if a.model.on.dtype == wst_core::DType::Int8 {
+        bail!("--dtype int8 is for inference only (no gradients): train in f32, bf16 or f16");
+    }
     if a.lora_rank < 0 {
         bail!(
             "--lora-rank must be >= 0 (0: full training), got {}",

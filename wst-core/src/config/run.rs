@@ -35,9 +35,14 @@ pub enum DType {
     Bf16,
     /// float16.
     F16,
+    /// Frozen inference on the CPU only (a local student, `wst generate`, `wst serve`, `wst bench
+    /// generate`): the linear projections of every layer in int8 (per-channel weights,
+    /// activations quantised per token as they come), the embeddings, norms and output head in
+    /// f32. Never for a model that is trained (`teacher.dtype`).
+    Int8,
 }
 
-named_choices!(DType { Auto => "auto", F32 => "f32", Bf16 => "bf16", F16 => "f16" });
+named_choices!(DType { Auto => "auto", F32 => "f32", Bf16 => "bf16", F16 => "f16", Int8 => "int8" });
 
 /// `[run]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

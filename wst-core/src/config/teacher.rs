@@ -63,6 +63,13 @@ impl TeacherConfig {
                 Some(_) => {}
             }
         }
+        if self.dtype == DType::Int8 {
+            p.push(format!(
+                "{prefix}.dtype = \"int8\" is not supported: the teacher is trained, and int8 \
+                 projections have no gradients; use auto, f32, bf16 or f16 (int8 is for the frozen \
+                 local student, student.dtype)"
+            ));
+        }
         let s = &self.sampling;
         p.extend(s.problems(&format!("{prefix}.sampling")));
         // The loss scores instructions under softmax(logits / temperature): a truncated

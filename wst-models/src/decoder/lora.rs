@@ -94,6 +94,13 @@ impl DecoderLm {
         if self.lora.is_some() {
             return Err(Error::Invalid("the model has LoRA adapters already".into()));
         }
+        if self.is_int8() {
+            return Err(Error::Invalid(
+                "LoRA adapters need float weights: this model is quantised to int8 (inference \
+                 only)"
+                    .into(),
+            ));
+        }
         let problems = config.problems("lora");
         if !problems.is_empty() {
             return Err(Error::Invalid(problems.join("; ")));

@@ -1,11 +1,12 @@
 //! The static-shape decode step: one token per row, written into the cache at the slot held by
 //! a device tensor, attending over the whole capacity under an additive mask. Nothing in it
 //! depends on host values that change between steps, so the same kernels with the same shapes
-//! run every step and the step can be captured as a CUDA graph (see `generate.rs`).
+//! run every step and the step can be captured as a CUDA graph (see `generate.rs`). On the CPU,
+//! where nothing is captured, the step attends over the filled slots only (`filled`).
 
 use tch::{Kind, Tensor};
 
-use super::{lin, rotate_half, DecoderLm, KvCache};
+use super::{rotate_half, DecoderLm, KvCache};
 use crate::{Error, Result};
 
 impl DecoderLm {
@@ -33,9 +34,11 @@ impl DecoderLm {
                 cache.len, cache.capacity
             )));
         }
+        self.check_inference()?;
         let ids = ids.to_device(self.device());
         self.prepare_static(cache);
-        let logits = self.decode_logits_static(&ids, cache);
+        let filled = (!self.device().is_cuda()).then_some(cache.len + 1);
+        let logits = self.decode_logits_static(&ids, cache, filled);
         cache.len += 1;
         Ok(logits)
     }
@@ -58,9 +61,17 @@ impl DecoderLm {
     /// model's device. Writes keys and values at `cache.slot`, marks the slot in both masks,
     /// advances `slot` and `next_pos`, and returns the logits `[B, V]`. The caller keeps
     /// `cache.len` in step. The mask must be fresh ([`DecoderLm::prepare_static`]).
+    /// `filled`: `None` attends over the whole capacity (static shapes, for CUDA graphs);
+    /// `Some(n)` over the first `n` slots only, which must cover `cache.slot` (`cache.len + 1`:
+    /// the same result with less work, where shapes may change every step).
     // `x = x + y` on purpose, as in `hidden`: the step may run with gradients enabled.
     #[allow(clippy::assign_op_pattern)]
-    pub(crate) fn decode_logits_static(&self, ids: &Tensor, cache: &mut KvCache) -> Tensor {
+    pub(crate) fn decode_logits_static(
+        &self,
+        ids: &Tensor,
+        cache: &mut KvCache,
+        filled: Option<i64>,
+    ) -> Tensor {
         let c = &self.config;
         let b = cache.batch;
         let (nh, nkv, d) = (c.num_attention_heads, c.num_key_value_heads, c.head_dim);
@@ -70,11 +81,14 @@ impl DecoderLm {
         let (cos, sin) = self.rope(&cache.next_pos.view([b, 1]));
         let _ = cache.key_mask.index_fill_(1, &cache.slot, 1i64);
         let _ = cache.bias.index_fill_(3, &cache.slot, 0.0);
+        let n = filled.unwrap_or(cache.capacity).min(cache.capacity);
+        let bias = cache.bias.narrow(3, 0, n);
         for (l, layer) in self.layers.iter().enumerate() {
             let h = self.rms_norm(&x, &layer.input_norm);
-            let q = lin(&h, &layer.q).view([b, 1, nh, d]).transpose(1, 2);
-            let k = lin(&h, &layer.k).view([b, 1, nkv, d]).transpose(1, 2);
-            let v = lin(&h, &layer.v).view([b, 1, nkv, d]).transpose(1, 2);
+            let (q, k, v) = layer.qkv(&h);
+            let q = q.view([b, 1, nh, d]).transpose(1, 2);
+            let k = k.view([b, 1, nkv, d]).transpose(1, 2);
+            let v = v.view([b, 1, nkv, d]).transpose(1, 2);
             let q = &q * &cos + rotate_half(&q) * &sin;
             let k = &k * &cos + rotate_half(&k) * &sin;
             let _ = cache.keys[l].index_copy_(2, &cache.slot, &k);
@@ -84,17 +98,17 @@ impl DecoderLm {
             let q = q.reshape([b, nkv, group, d]);
             let attn = Tensor::scaled_dot_product_attention(
                 &q,
-                &cache.keys[l],
-                &cache.values[l],
-                Some(&cache.bias),
+                &cache.keys[l].narrow(2, 0, n),
+                &cache.values[l].narrow(2, 0, n),
+                Some(&bias),
                 0.0,
                 false,
                 scale,
                 false,
             );
             let attn = attn.reshape([b, 1, nh * d]);
-            x = x + lin(&attn, &layer.o);
-            let mlp = self.mlp(&x, layer);
+            x = x + layer.o_proj(&attn);
+            let mlp = self.mlp(&x, layer, None);
             x = x + mlp;
         }
         let _ = cache.next_pos.g_add_scalar_(1);
