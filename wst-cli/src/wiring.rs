@@ -91,18 +91,16 @@ pub fn load_model(spec: &str, device: Device, dtype: DType) -> Result<LoadedMode
         (DType::Auto, Some(c)) => c.teacher.dtype,
         (d, _) => d,
     };
-    LoadedModel::load(spec, device, dtype_kind(dtype, device))
-        .with_context(|| format!("loading model {spec}"))
+    LoadedModel::load_dtype(spec, device, dtype).with_context(|| format!("loading model {spec}"))
 }
 
 /// The student of `[student]`: a local model or an OpenAI-compatible endpoint.
-pub fn student(cfg: &Config, device: Device) -> Result<Box<dyn Student>> {
+pub fn student(cfg: &Config, device: Device) -> Result<Box<dyn Student + Send>> {
     let templates = templates(cfg)?;
     let s = &cfg.student;
     Ok(match s.backend() {
         StudentBackend::Local { dtype, batch_size } => {
-            let kind = dtype_kind(dtype, device);
-            let model = LoadedModel::load(&s.model, device, kind)
+            let model = LoadedModel::load_dtype(&s.model, device, dtype)
                 .with_context(|| format!("student model `{}`", s.model))?;
             Box::new(
                 LocalStudent::new(model, templates)
@@ -120,7 +118,7 @@ pub fn student(cfg: &Config, device: Device) -> Result<Box<dyn Student>> {
 
 /// The reward of `[reward]`: the shorthand `reward.kind`, or the `[reward.components]` mixed by
 /// weight.
-pub fn reward(cfg: &Config, device: Device) -> Result<Box<dyn Reward>> {
+pub fn reward(cfg: &Config, device: Device) -> Result<Box<dyn Reward + Send>> {
     if !cfg.reward.components.is_empty() {
         let composite = wst_reward::build_components(&cfg.reward, |rms| {
             let one = wst_core::RewardConfig {

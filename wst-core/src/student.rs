@@ -134,6 +134,25 @@ pub trait Student {
         requests: &[StudentRequest<'_>],
         sampling: &SamplingParams,
     ) -> Result<Vec<Vec<StudentReply>>>;
+
+    /// Like [`Student::generate`], but hands each request's `k` replies to `on_reply` (with the
+    /// request's index) as soon as they are there, in any order, each request exactly once, so
+    /// the caller can score replies while others are still being answered. The default answers
+    /// the whole batch with `generate`, then hands the replies over in order; students that
+    /// answer requests independently (HTTP) override it. An `Err` from `on_reply` stops the
+    /// batch and is returned.
+    fn generate_each(
+        &mut self,
+        requests: &[StudentRequest<'_>],
+        sampling: &SamplingParams,
+        on_reply: &mut dyn FnMut(usize, Vec<StudentReply>) -> Result<()>,
+    ) -> Result<()> {
+        let replies = self.generate(requests, sampling)?;
+        for (i, r) in replies.into_iter().enumerate() {
+            on_reply(i, r)?;
+        }
+        Ok(())
+    }
 }
 
 /// `&mut S` and `Box<S>` are students too.
@@ -149,6 +168,14 @@ macro_rules! forward_student {
                 sampling: &SamplingParams,
             ) -> Result<Vec<Vec<StudentReply>>> {
                 (**self).generate(requests, sampling)
+            }
+            fn generate_each(
+                &mut self,
+                requests: &[StudentRequest<'_>],
+                sampling: &SamplingParams,
+                on_reply: &mut dyn FnMut(usize, Vec<StudentReply>) -> Result<()>,
+            ) -> Result<()> {
+                (**self).generate_each(requests, sampling, on_reply)
             }
         }
     )+};

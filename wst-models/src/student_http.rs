@@ -548,6 +548,22 @@ impl Student for HttpStudent {
         requests: &[StudentRequest<'_>],
         sampling: &SamplingParams,
     ) -> wst_core::Result<Vec<Vec<StudentReply>>> {
+        let mut out: Vec<Option<Vec<StudentReply>>> = vec![None; requests.len()];
+        self.generate_each(requests, sampling, &mut |i, r| {
+            out[i] = Some(r);
+            Ok(())
+        })?;
+        Ok(out.into_iter().map(Option::unwrap_or_default).collect())
+    }
+
+    /// Hands each request's replies over as its HTTP call finishes (streamed: the trainer
+    /// scores them while the others are in flight).
+    fn generate_each(
+        &mut self,
+        requests: &[StudentRequest<'_>],
+        sampling: &SamplingParams,
+        on_reply: &mut dyn FnMut(usize, Vec<StudentReply>) -> wst_core::Result<()>,
+    ) -> wst_core::Result<()> {
         let mut jobs = Vec::with_capacity(requests.len());
         for r in requests {
             let mut p: ChatPrompt = self.templates.student(r.query, r.instruction)?;
@@ -567,17 +583,20 @@ impl Student for HttpStudent {
         let id = self.id();
         self.runtime.block_on(async move {
             let mut set = tokio::task::JoinSet::new();
-            let n = jobs.len();
             for (i, (m, k)) in jobs.into_iter().enumerate() {
                 let task = shared.clone().request(m, k, sampling.clone());
                 set.spawn(async move { (i, task.await) });
             }
-            let mut out: Vec<Option<Vec<StudentReply>>> = vec![None; n];
             while let Some(done) = set.join_next().await {
                 let (i, replies) =
                     done.map_err(|e| wst_core::Error::other("an HTTP student task failed", e))?;
                 match replies {
-                    Ok(r) => out[i] = Some(r),
+                    Ok(r) => {
+                        if let Err(e) = on_reply(i, r) {
+                            set.abort_all();
+                            return Err(e);
+                        }
+                    }
                     Err(refused) => {
                         // No other request can succeed either: stop them all now.
                         set.abort_all();
@@ -585,7 +604,7 @@ impl Student for HttpStudent {
                     }
                 }
             }
-            Ok(out.into_iter().map(Option::unwrap_or_default).collect())
+            Ok(())
         })
     }
 }

@@ -608,3 +608,57 @@ fn instruction_role_user_opens_the_user_message() {
         }
     }
 }
+
+/// `generate_each` hands each request's replies over as its call returns: three fast requests
+/// arrive while a slow one (3 s) is still out, and each request arrives exactly once.
+#[test]
+fn replies_are_handed_over_as_they_arrive() {
+    let srv = MockServer::start(
+        |i| {
+            if i == 0 {
+                Behaviour::Slow
+            } else {
+                Behaviour::Ok
+            }
+        },
+        None,
+    );
+    let mut cfg = student_config(vec![srv.url.clone()], 0);
+    cfg.timeout_s = 20.0;
+    let mut student = HttpStudent::from_config(&cfg, templates()).unwrap();
+    let queries: Vec<Query> = (0..4)
+        .map(|i| Query::new(format!("q{i}"), format!("What is {i} + 1?")))
+        .collect();
+    let requests: Vec<StudentRequest<'_>> = queries
+        .iter()
+        .map(|q| StudentRequest {
+            query: q,
+            instruction: None,
+            k: 2,
+        })
+        .collect();
+    let t0 = Instant::now();
+    let mut seen: Vec<(usize, usize, Duration)> = Vec::new();
+    student
+        .generate_each(&requests, &SamplingParams::default(), &mut |i, replies| {
+            seen.push((i, replies.len(), t0.elapsed()));
+            Ok(())
+        })
+        .unwrap();
+    let mut order: Vec<usize> = seen.iter().map(|s| s.0).collect();
+    order.sort_unstable();
+    assert_eq!(order, vec![0, 1, 2, 3], "{seen:?}");
+    assert!(seen.iter().all(|s| s.1 == 2), "{seen:?}");
+    let slow_user = srv.log.lock().unwrap()[0].0.clone();
+    let slow = queries
+        .iter()
+        .position(|q| slow_user.contains(&q.text))
+        .unwrap();
+    assert_eq!(seen[3].0, slow, "the slow request came last: {seen:?}");
+    assert!(
+        seen[..3]
+            .iter()
+            .all(|s| s.2 + Duration::from_secs(2) < seen[3].2),
+        "the fast replies waited for the slow one: {seen:?}"
+    );
+}

@@ -69,7 +69,7 @@ impl From<ComponentError> for wst_core::Error {
 
 /// Several rewards scored on the same inputs; their components side by side.
 pub struct CompositeReward {
-    parts: Vec<Box<dyn Reward>>,
+    parts: Vec<Box<dyn Reward + Send>>,
     names: Vec<String>,
 }
 
@@ -83,7 +83,7 @@ impl std::fmt::Debug for CompositeReward {
 
 impl CompositeReward {
     /// Combines `parts`; two parts may not produce the same component name.
-    pub fn new(parts: Vec<Box<dyn Reward>>) -> Result<Self> {
+    pub fn new(parts: Vec<Box<dyn Reward + Send>>) -> Result<Self> {
         let mut names: Vec<String> = Vec::new();
         for p in &parts {
             for n in p.component_names() {
@@ -173,7 +173,7 @@ pub fn build_component(
     name: &str,
     cfg: &RewardComponentConfig,
     reward: &RewardConfig,
-) -> std::result::Result<Box<dyn Reward>, ComponentError> {
+) -> std::result::Result<Box<dyn Reward + Send>, ComponentError> {
     let bad = |reason: &str| ComponentError::Config {
         name: name.to_string(),
         reason: reason.to_string(),
@@ -212,7 +212,7 @@ pub fn build_component(
 /// (so that tables naming the same model can share one copy).
 pub fn build_components<F>(reward: &RewardConfig, reward_models: F) -> Result<CompositeReward>
 where
-    F: FnOnce(&BTreeMap<String, RewardComponentConfig>) -> Result<Box<dyn Reward>>,
+    F: FnOnce(&BTreeMap<String, RewardComponentConfig>) -> Result<Box<dyn Reward + Send>>,
 {
     let (rms, others): (BTreeMap<_, _>, BTreeMap<_, _>) = reward
         .resolved_components()

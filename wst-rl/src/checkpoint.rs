@@ -8,6 +8,8 @@
 //!     optimizer.safetensors  AdamW moments and step count
 //!     trainer.json           TrainerState: next step, data cursor, RNG seed/stream
 //!     config.toml            the configuration it was trained with
+//!     pending.json           asynchronous runs: the next step's teacher samples, drawn one
+//!                            update earlier (they cannot be drawn again from these weights)
 //! ```
 
 use std::fs;
@@ -19,6 +21,7 @@ use wst_core::LoraConfig;
 use wst_models::lora;
 
 use crate::adamw::AdamW;
+use crate::collect::Drawn;
 
 use crate::{Error, Result};
 
@@ -46,6 +49,43 @@ pub struct TrainerState {
 /// file in the same folder, fsync, rename, fsync of the folder).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     atomic::write_file(path, bytes).map_err(|e| Error::io("cannot write", path, e))
+}
+
+/// The file of an asynchronous run's [`Pending`] samples in a checkpoint folder.
+pub const PENDING_FILE: &str = "pending.json";
+
+/// Teacher samples drawn for a step and not trained on yet: in an asynchronous run, those of the
+/// step after a checkpoint, drawn before its last update.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Pending {
+    /// Optimiser updates the teacher had taken when it drew them.
+    pub version: u64,
+    /// [`wst_core::PromptSource::position`] before their queries were drawn.
+    pub data_position: u64,
+    /// The samples (f32 log-probabilities round-trip exactly through JSON).
+    pub drawn: Drawn,
+}
+
+/// Reads `pending.json` of a checkpoint, if it has one.
+pub fn read_pending(dir: &Path) -> Result<Option<Pending>> {
+    let p = dir.join(PENDING_FILE);
+    if !p.is_file() {
+        return Ok(None);
+    }
+    let text = fs::read_to_string(&p).map_err(|e| Error::io("cannot read", &p, e))?;
+    serde_json::from_str(&text)
+        .map(Some)
+        .map_err(|source| Error::Json { path: p, source })
+}
+
+/// Writes `pending.json` into a checkpoint folder being filled.
+pub fn write_pending(dir: &Path, pending: &Pending) -> Result<()> {
+    let p = dir.join(PENDING_FILE);
+    let text = serde_json::to_string(pending).map_err(|source| Error::Json {
+        path: p.clone(),
+        source,
+    })?;
+    fs::write(&p, text).map_err(|e| Error::io("cannot write", &p, e))
 }
 
 /// Writes the LoRA adapters of a run into a checkpoint folder: the optimiser's f32 masters of

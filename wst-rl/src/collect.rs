@@ -88,6 +88,28 @@ pub struct CollectStats {
     pub unscored_replies: usize,
 }
 
+/// Replies scored per reward call while a step's replies arrive.
+const SCORE_CHUNK: usize = 32;
+
+/// A step's teacher samples, drawn and not yet answered.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Drawn {
+    /// The step they were drawn for (it seeds them and the student's replies).
+    pub step: u64,
+    /// The step's queries.
+    pub queries: Vec<Query>,
+    /// Teacher prompt token ids, one per query.
+    pub prompts: Vec<Vec<i64>>,
+    /// Teacher samples, `G` per query.
+    pub samples: Vec<Vec<PolicySample>>,
+    /// When sampling began (ms since the epoch).
+    pub created_ms: i64,
+    /// Seconds of teacher sampling (and prompt encoding).
+    pub t_teacher_gen: f64,
+    /// Teacher tokens generated.
+    pub teacher_tokens: usize,
+}
+
 /// One step's rollouts.
 #[derive(Debug)]
 pub struct Collected {
@@ -346,7 +368,8 @@ impl Collector {
         Ok(values.into_iter().map(|v| v.unwrap_or(0.0)).collect())
     }
 
-    /// Collects one step's rollouts for `queries`.
+    /// Collects one step's rollouts for `queries`: [`Collector::draw`], then
+    /// [`Collector::answer`].
     #[allow(clippy::too_many_arguments)]
     pub fn collect(
         &self,
@@ -358,10 +381,14 @@ impl Collector {
         dataset: &str,
         queries: &[Query],
     ) -> Result<Collected> {
-        let mut stats = CollectStats::default();
-        let g = self.group_size;
-        let k = self.samples;
+        let drawn = self.draw(step, policy, queries.to_vec())?;
+        self.answer(&drawn, student, reward, store, dataset)
+    }
 
+    /// The teacher's part of step `step`: `G` instructions per query, sampled from the seed of
+    /// the step.
+    pub fn draw(&self, step: u64, policy: &mut dyn Policy, queries: Vec<Query>) -> Result<Drawn> {
+        let g = self.group_size;
         let t = Instant::now();
         let prompts = queries
             .iter()
@@ -374,7 +401,7 @@ impl Collector {
             seed: derive_seed(self.seed, step, 0),
         };
         let samples = policy.sample(&prompts, draw)?;
-        stats.t_teacher_gen = t.elapsed().as_secs_f64();
+        let t_teacher_gen = t.elapsed().as_secs_f64();
         if samples.len() != queries.len() || samples.iter().any(|s| s.len() != g) {
             return Err(Error::Contract(format!(
                 "the policy returned {} groups for {} prompts of G = {g}",
@@ -382,13 +409,42 @@ impl Collector {
                 queries.len()
             )));
         }
-        stats.teacher_tokens = samples.iter().flatten().map(|s| s.tokens.len()).sum();
+        Ok(Drawn {
+            step,
+            teacher_tokens: samples.iter().flatten().map(|s| s.tokens.len()).sum(),
+            queries,
+            prompts,
+            samples,
+            created_ms,
+            t_teacher_gen,
+        })
+    }
+
+    /// The student's part of a drawn step: baselines, `K` replies per instruction, each request's
+    /// replies scored as they arrive ([`Student::generate_each`]), then the values trained on.
+    pub fn answer(
+        &self,
+        drawn: &Drawn,
+        student: &mut dyn Student,
+        reward: &mut dyn Reward,
+        store: &mut dyn BaselineStore,
+        dataset: &str,
+    ) -> Result<Collected> {
+        let mut stats = CollectStats {
+            t_teacher_gen: drawn.t_teacher_gen,
+            teacher_tokens: drawn.teacher_tokens,
+            ..CollectStats::default()
+        };
+        let (step, queries, samples) = (drawn.step, &drawn.queries, &drawn.samples);
+        let g = self.group_size;
+        let k = self.samples;
+        let created_ms = drawn.created_ms;
 
         let baselines = self.baselines(student, reward, store, dataset, queries, &mut stats)?;
 
         let requests: Vec<StudentRequest<'_>> = queries
             .iter()
-            .zip(&samples)
+            .zip(samples)
             .flat_map(|(q, group)| {
                 group.iter().map(move |s| StudentRequest {
                     query: q,
@@ -399,9 +455,73 @@ impl Collector {
             .collect();
         let mut sampling = self.student_sampling.clone();
         sampling.seed = Some(derive_seed(self.seed, step, 1));
+        let plain = self.plain_mix();
+        let n = requests.len();
+        let mut got: Vec<Option<Vec<StudentReply>>> = vec![None; n];
+        let mut scored: Vec<Vec<Scored>> = vec![Vec::new(); n];
+        let mut waiting: Vec<usize> = Vec::new();
+        let mut t_reward = 0.0;
+        // Scores the replies of the requests in `waiting` (one reward call).
+        let mut flush = |waiting: &mut Vec<usize>,
+                         got: &[Option<Vec<StudentReply>>],
+                         scored: &mut [Vec<Scored>],
+                         stats: &mut CollectStats|
+         -> Result<()> {
+            if waiting.is_empty() {
+                return Ok(());
+            }
+            let t = Instant::now();
+            let items: Vec<(&Query, Option<&str>, &StudentReply)> = waiting
+                .iter()
+                .flat_map(|&i| {
+                    let rq = &requests[i];
+                    got[i]
+                        .iter()
+                        .flatten()
+                        .map(move |r| (rq.query, rq.instruction, r))
+                })
+                .collect();
+            let mut out = score(reward, &plain, &items, stats)?.into_iter();
+            for &i in waiting.iter() {
+                scored[i] = out.by_ref().take(k).collect();
+            }
+            waiting.clear();
+            t_reward += t.elapsed().as_secs_f64();
+            Ok(())
+        };
         let t = Instant::now();
-        let replies = student.generate(&requests, &sampling)?;
-        stats.t_student += t.elapsed().as_secs_f64();
+        // The first error of the scoring side; the student is told to stop with a stand-in.
+        let mut failed: Option<Error> = None;
+        let handed = student.generate_each(&requests, &sampling, &mut |i, replies| {
+            let res = if i >= n || got[i].is_some() || replies.len() != k {
+                Err(Error::Contract(format!(
+                    "the student handed over {} replies for request {i} of {n} (k = {k}, each \
+                     request once)",
+                    replies.len()
+                )))
+            } else {
+                got[i] = Some(replies);
+                waiting.push(i);
+                if waiting.len() * k >= SCORE_CHUNK {
+                    flush(&mut waiting, &got, &mut scored, &mut stats)
+                } else {
+                    Ok(())
+                }
+            };
+            res.map_err(|e| {
+                failed = Some(e);
+                wst_core::Error::RewardCombination("scoring stopped the student".into())
+            })
+        });
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        handed?;
+        flush(&mut waiting, &got, &mut scored, &mut stats)?;
+        stats.t_reward += t_reward;
+        stats.t_student += (t.elapsed().as_secs_f64() - t_reward).max(0.0);
+        let replies: Vec<Vec<StudentReply>> =
+            got.into_iter().map(Option::unwrap_or_default).collect();
         check_replies(&replies, requests.len(), k)?;
         check_failure_rate(
             &replies,
@@ -410,14 +530,9 @@ impl Collector {
         )?;
         stats.replies = requests.len() * k;
         stats.failed_replies = replies.iter().flatten().filter(|r| r.is_failed()).count();
+        let scored: Vec<Scored> = scored.into_iter().flatten().collect();
 
-        let items: Vec<(&Query, Option<&str>, &StudentReply)> = requests
-            .iter()
-            .zip(&replies)
-            .flat_map(|(rq, rs)| rs.iter().map(move |r| (rq.query, rq.instruction, r)))
-            .collect();
         let t = Instant::now();
-        let scored = score(reward, &self.plain_mix(), &items, &mut stats)?;
         // With normalised components or normalise-then-sum, the values trained on come from the
         // mix; the rollouts keep the raw scores either way.
         let mixed = {
@@ -443,7 +558,7 @@ impl Collector {
 
         let mut rewards = Vec::with_capacity(queries.len());
         let mut records = Vec::with_capacity(requests.len());
-        for (qi, (q, group)) in queries.iter().zip(&samples).enumerate() {
+        for (qi, (q, group)) in queries.iter().zip(samples).enumerate() {
             let mut group_r = Vec::with_capacity(g);
             for (gi, s) in group.iter().enumerate() {
                 let idx = qi * g + gi;
@@ -490,8 +605,8 @@ impl Collector {
             rewards.push(group_r);
         }
         Ok(Collected {
-            prompts,
-            samples,
+            prompts: drawn.prompts.clone(),
+            samples: samples.clone(),
             rewards,
             records,
             stats,

@@ -84,6 +84,14 @@ pub struct StepMetrics {
     pub t_step: f64,
     /// Teacher tokens generated per second of generation.
     pub teacher_tokens_per_s: f64,
+    /// Optimiser updates between drawing this step's samples and training on them: 0 in a
+    /// synchronous run, 1 under `grpo.async` (0 for its first step).
+    #[serde(default)]
+    pub staleness: u64,
+    /// Seconds the teacher waited for this step's student answers and rewards: all of them in
+    /// a synchronous run; under `grpo.async` only what was left after its own update and sampling.
+    #[serde(default)]
+    pub t_teacher_wait: f64,
 }
 
 /// Appends one metrics line (a single write of a whole line).

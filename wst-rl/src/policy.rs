@@ -14,7 +14,7 @@ use wst_core::{ChatPrompt, SamplingParams};
 use crate::{Error, Result};
 
 /// One sampled completion (an instruction) of the teacher.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PolicySample {
     /// Generated token ids without the prompt, ending with the end-of-sequence token when
     /// generation stopped on one (the loss scores it: stopping is learned too).

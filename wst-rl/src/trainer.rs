@@ -12,6 +12,7 @@
 //! Rollouts go to the `RolloutSink` of [`Parts`] (the CLI points it into the run directory).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -21,7 +22,7 @@ use wst_models::WeightStore;
 
 use crate::adamw::{AdamW, AdamWConfig};
 use crate::advantage;
-use crate::checkpoint::{self, TrainerState};
+use crate::checkpoint::{self, Pending, TrainerState};
 use crate::collect::{answer_share, Collected, Collector};
 use crate::loss::{LossDenom, LossParams};
 use crate::metrics::{self, StepMetrics};
@@ -39,16 +40,33 @@ pub struct Parts<'a> {
     /// The frozen reference teacher for the KL term; required when `grpo.beta > 0`, ignored
     /// (and best not loaded) when it is 0.
     pub reference: Option<Box<dyn Policy + 'a>>,
-    /// The student.
-    pub student: Box<dyn Student + 'a>,
-    /// The reward (its components are weighted by `reward.weights`).
-    pub reward: Box<dyn Reward + 'a>,
+    /// The student (`Send`: under `grpo.async` it answers on a second thread).
+    pub student: Box<dyn Student + Send + 'a>,
+    /// The reward (its components are weighted by `reward.weights`; scored where the student
+    /// answers).
+    pub reward: Box<dyn Reward + Send + 'a>,
     /// Training queries.
     pub prompts: Box<dyn PromptSource + 'a>,
     /// Where rollouts go.
     pub sink: Box<dyn RolloutSink + 'a>,
-    /// Cached student baselines.
-    pub baselines: Box<dyn BaselineStore + 'a>,
+    /// Cached student baselines (used where the student answers).
+    pub baselines: Box<dyn BaselineStore + Send + 'a>,
+}
+
+/// The teacher's side of [`Parts`]: what the thread that trains uses.
+struct TeacherParts<'a> {
+    policy: Box<dyn Policy + 'a>,
+    reference: Option<Box<dyn Policy + 'a>>,
+    prompts: Box<dyn PromptSource + 'a>,
+    sink: Box<dyn RolloutSink + 'a>,
+}
+
+/// The student's side of [`Parts`]: what answering and scoring use (moved to a second thread
+/// for the time of one answer under `grpo.async`).
+struct StudentParts<'a> {
+    student: Box<dyn Student + Send + 'a>,
+    reward: Box<dyn Reward + Send + 'a>,
+    baselines: Box<dyn BaselineStore + Send + 'a>,
 }
 
 /// What a finished [`Trainer::run`] reports.
@@ -65,9 +83,17 @@ pub struct RunSummary {
 /// The GRPO trainer of the teacher.
 pub struct Trainer<'a> {
     config: Config,
-    parts: Parts<'a>,
+    parts: TeacherParts<'a>,
+    /// `None` only while a second thread answers (asynchronous mode).
+    side: Option<StudentParts<'a>>,
     run_dir: PathBuf,
-    collector: Collector,
+    collector: Arc<Collector>,
+    /// The samples of step `step`, once drawn (asynchronous mode, and within a synchronous step).
+    oldest: Option<Pending>,
+    /// The answers to `oldest` and the seconds the teacher waited for them (asynchronous mode).
+    ready: Option<(Collected, f64)>,
+    /// The samples of step `step + 1`, once drawn (asynchronous mode).
+    next: Option<Pending>,
     optimizer: AdamW,
     loss: LossParams,
     step: u64,
@@ -145,6 +171,7 @@ impl<'a> Trainer<'a> {
             });
         }
         let state = checkpoint::read_state(&dir)?;
+        let pending = checkpoint::read_pending(&dir)?;
         let mut t = Self::build(config, parts, run_dir)?;
         // The weights file holds the f32 masters: the variables get them cast to their kind, the
         // optimiser keeps them exact. A LoRA checkpoint holds the adapters only.
@@ -175,6 +202,26 @@ impl<'a> Trainer<'a> {
         t.optimizer.load(&dir.join(checkpoint::OPTIMIZER_FILE))?;
         t.parts.prompts.set_position(state.data_position)?;
         t.step = state.step;
+        if let Some(p) = pending {
+            // The samples the checkpointed run had drawn for this step: their queries come next
+            // in the data.
+            let queries = t.parts.prompts.next_batch(t.config.grpo.batch_size)?;
+            let ids = |q: &[wst_core::Query]| q.iter().map(|q| q.id.clone()).collect::<Vec<_>>();
+            if p.drawn.step != state.step || ids(&queries) != ids(&p.drawn.queries) {
+                return Err(Error::Checkpoint {
+                    path: dir.join(checkpoint::PENDING_FILE),
+                    reason: format!(
+                        "its samples of step {} do not follow this checkpoint of step {} and its \
+                         data (queries {:?}, the data gives {:?})",
+                        p.drawn.step + 1,
+                        state.step,
+                        ids(&p.drawn.queries),
+                        ids(&queries)
+                    ),
+                });
+            }
+            t.oldest = Some(p);
+        }
         metrics::truncate(&t.run_dir.join(METRICS_FILE), state.step)?;
         tracing::info!(step = state.step, checkpoint = %dir.display(), "resumed");
         Ok(t)
@@ -214,13 +261,35 @@ impl<'a> Trainer<'a> {
                 let _ = t.requires_grad_(false);
             }
         }
-        let collector = Collector::from_config(&config)?;
+        let collector = Arc::new(Collector::from_config(&config)?);
+        let Parts {
+            policy,
+            reference,
+            student,
+            reward,
+            prompts,
+            sink,
+            baselines,
+        } = parts;
         Ok(Trainer {
             loss: LossParams::from_config(g),
             config,
-            parts,
+            parts: TeacherParts {
+                policy,
+                reference,
+                prompts,
+                sink,
+            },
+            side: Some(StudentParts {
+                student,
+                reward,
+                baselines,
+            }),
             run_dir,
             collector,
+            oldest: None,
+            ready: None,
+            next: None,
             optimizer,
             step: 0,
             progress: true,
@@ -361,9 +430,13 @@ impl<'a> Trainer<'a> {
 
     /// Writes a checkpoint of the current state (after `self.step()` steps).
     pub fn save_checkpoint(&mut self) -> Result<PathBuf> {
+        // Asynchronous runs: the samples of the next step were drawn before the last update.
+        let pending = self.oldest.clone();
         let state = TrainerState {
             step: self.step,
-            data_position: self.parts.prompts.position(),
+            data_position: pending
+                .as_ref()
+                .map_or_else(|| self.parts.prompts.position(), |p| p.data_position),
             rng_seed: self.config.run.seed,
             rng_stream: self.step,
             run_id: self.config.run.name.clone(),
@@ -383,41 +456,182 @@ impl<'a> Trainer<'a> {
                 }
                 opt.save(&dir.join(checkpoint::OPTIMIZER_FILE))?;
                 checkpoint::write_state(dir, &state)?;
+                if let Some(p) = &pending {
+                    checkpoint::write_pending(dir, p)?;
+                }
                 std::fs::write(dir.join(checkpoint::CONFIG_FILE), &cfg)
                     .map_err(|e| Error::io("cannot write", dir.join(checkpoint::CONFIG_FILE), e))
             },
         )
     }
 
-    /// One step: collect, advantages, `num_iterations` updates, rollouts, metrics.
+    /// One step: collect, advantages, `num_iterations` updates, rollouts, metrics. Under
+    /// `grpo.async` the student answers the next step meanwhile (see [`Trainer::run`]).
     pub fn train_step(&mut self) -> Result<StepMetrics> {
+        if self.config.grpo.async_rollouts {
+            return self.async_step();
+        }
         let t_step = Instant::now();
-        let step = self.step;
-        let b = self.config.grpo.batch_size;
-        let dataset = self.parts.prompts.dataset_id();
-        let position = self.parts.prompts.position();
-        let queries = self.parts.prompts.next_batch(b)?;
-        let col = self.collector.collect(
-            step,
-            self.parts.policy.as_mut(),
-            self.parts.student.as_mut(),
-            self.parts.reward.as_mut(),
-            self.parts.baselines.as_mut(),
-            &dataset,
-            &queries,
-        );
-        let mut col = match col {
+        let pending = self.draw(self.step)?;
+        let t = Instant::now();
+        let col = match self.answer_here(&pending) {
             Ok(c) => c,
             Err(e) => {
                 // Collection changes nothing but the data cursor: put it back, and the state is
                 // that of the last finished step.
-                self.parts.prompts.set_position(position)?;
-                return Err(Error::Incomplete {
-                    step,
-                    source: Box::new(e),
-                });
+                self.parts.prompts.set_position(pending.data_position)?;
+                return Err(e);
             }
         };
+        let waited = t.elapsed().as_secs_f64();
+        let m = self.finish_step(&pending, col, waited)?;
+        self.record(m, t_step)
+    }
+
+    /// Draws the queries and teacher samples of step `step` with the current weights.
+    fn draw(&mut self, step: u64) -> Result<Pending> {
+        let position = self.parts.prompts.position();
+        let queries = self.parts.prompts.next_batch(self.config.grpo.batch_size)?;
+        match self
+            .collector
+            .draw(step, self.parts.policy.as_mut(), queries)
+        {
+            Ok(drawn) => Ok(Pending {
+                version: self.step,
+                data_position: position,
+                drawn,
+            }),
+            Err(e) => {
+                self.parts.prompts.set_position(position)?;
+                Err(Error::Incomplete {
+                    step,
+                    source: Box::new(e),
+                })
+            }
+        }
+    }
+
+    /// Answers and scores `p` on this thread.
+    fn answer_here(&mut self, p: &Pending) -> Result<Collected> {
+        let dataset = self.parts.prompts.dataset_id();
+        let side = self.side.as_mut().ok_or_else(lent)?;
+        self.collector
+            .answer(
+                &p.drawn,
+                side.student.as_mut(),
+                side.reward.as_mut(),
+                side.baselines.as_mut(),
+                &dataset,
+            )
+            .map_err(|e| Error::Incomplete {
+                step: p.drawn.step,
+                source: Box::new(e),
+            })
+    }
+
+    /// Answers and scores `p` on a second thread while `teacher` runs on this one. Returns `p`,
+    /// the answers, the seconds the teacher waited for them after `teacher` returned, and what
+    /// `teacher` returned.
+    fn overlap<T>(
+        &mut self,
+        p: Pending,
+        teacher: impl FnOnce(&mut Self) -> Result<T>,
+    ) -> (Pending, Result<Collected>, f64, Result<T>) {
+        let Some(mut side) = self.side.take() else {
+            return (p, Err(lent()), 0.0, Err(lent()));
+        };
+        let collector = Arc::clone(&self.collector);
+        let dataset = self.parts.prompts.dataset_id();
+        let (joined, waited, taught) = std::thread::scope(|scope| {
+            let answering = scope.spawn(move || {
+                let res = collector.answer(
+                    &p.drawn,
+                    side.student.as_mut(),
+                    side.reward.as_mut(),
+                    side.baselines.as_mut(),
+                    &dataset,
+                );
+                (p, side, res)
+            });
+            let taught = teacher(self);
+            let t = Instant::now();
+            let joined = answering.join();
+            (joined, t.elapsed().as_secs_f64(), taught)
+        });
+        let (p, side, res) = joined.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        self.side = Some(side);
+        let res = res.map_err(|e| Error::Incomplete {
+            step: p.drawn.step,
+            source: Box::new(e),
+        });
+        (p, res, waited, taught)
+    }
+
+    /// One step of an asynchronous run: the update on step `step`, while the student answers
+    /// step `step + 1`; then step `step + 2` is drawn, still while it answers. So every update
+    /// trains on samples drawn one update earlier (the first on fresh ones).
+    fn async_step(&mut self) -> Result<StepMetrics> {
+        let t_step = Instant::now();
+        let total = self.config.run.steps;
+        let j = self.step;
+        if self.oldest.is_none() {
+            self.oldest = Some(self.draw(j)?);
+        }
+        if self.ready.is_none() {
+            // Step j is drawn but not answered (a start or a resume): answer it while step j + 1
+            // is drawn with the same weights.
+            let oldest = self.oldest.take().ok_or_else(lent)?;
+            let draw_next = self.next.is_none() && j + 1 < total;
+            let (oldest, answered, waited, next) = self.overlap(oldest, |t| {
+                if draw_next {
+                    t.draw(j + 1).map(Some)
+                } else {
+                    Ok(None)
+                }
+            });
+            self.oldest = Some(oldest);
+            if let Some(n) = next.map_err(|e| unfinished(e, j))? {
+                self.next = Some(n);
+            }
+            self.ready = Some((answered?, waited));
+        }
+        let (col, waited) = self.ready.take().ok_or_else(lent)?;
+        let oldest = self.oldest.take().ok_or_else(lent)?;
+        let Some(next) = self.next.take() else {
+            // The last step: nothing is left to answer meanwhile.
+            let m = self.finish_step(&oldest, col, waited)?;
+            return self.record(m, t_step);
+        };
+        let draw_after = j + 2 < total;
+        let mut trained = None;
+        let (next, answered, waited_next, drawn) = self.overlap(next, |t| {
+            trained = Some(t.finish_step(&oldest, col, waited)?);
+            if draw_after {
+                t.draw(j + 2).map(Some)
+            } else {
+                Ok(None)
+            }
+        });
+        self.oldest = Some(next);
+        // The step is trained once its update is done, whatever happened after it.
+        let recorded = trained.map(|m| self.record(m, t_step));
+        self.next = drawn.map_err(|e| unfinished(e, j + 1))?;
+        let m = recorded.ok_or_else(lent)??;
+        self.ready = Some((answered?, waited_next));
+        Ok(m)
+    }
+
+    /// Advantages, the update and rollouts of the step whose samples are `pending` and answers
+    /// `col` (`waited`: seconds the teacher waited for those answers); its metrics, still to be
+    /// [`Trainer::record`]ed.
+    fn finish_step(
+        &mut self,
+        pending: &Pending,
+        mut col: Collected,
+        waited: f64,
+    ) -> Result<StepMetrics> {
+        let step = self.step;
+        let queries = &pending.drawn.queries;
         let adv = advantage::compute(&col.rewards, self.config.grpo.advantage_scale());
         for (rec, a) in col.records.iter_mut().zip(adv.values.iter().flatten()) {
             rec.advantage = *a;
@@ -425,6 +639,7 @@ impl<'a> Trainer<'a> {
         let lr = learning_rate(&self.config.grpo, step, self.config.run.steps);
         let t_update = Instant::now();
         let upd = self.update(&col, &adv.values, lr)?;
+        let staleness = step.saturating_sub(pending.version);
         let t_update = t_update.elapsed().as_secs_f64();
         self.parts.sink.write_step(step, &col.records)?;
 
@@ -440,7 +655,7 @@ impl<'a> Trainer<'a> {
             .collect();
         let n = col.records.len().max(1) as f64;
         let s = &col.stats;
-        let mut m = StepMetrics {
+        let m = StepMetrics {
             step,
             lr,
             reward,
@@ -466,11 +681,7 @@ impl<'a> Trainer<'a> {
                 .sum::<f64>()
                 / n,
             truncated_frac: col.records.iter().filter(|r| r.truncated).count() as f64 / n,
-            answer_in_instruction: answer_share(
-                &col.records,
-                &queries,
-                self.config.grpo.group_size,
-            ),
+            answer_in_instruction: answer_share(&col.records, queries, self.config.grpo.group_size),
             tied_groups: adv.tied_groups,
             groups: col.rewards.len(),
             failed_replies: s.failed_replies,
@@ -482,12 +693,20 @@ impl<'a> Trainer<'a> {
             t_reward: s.t_reward,
             t_update,
             teacher_tokens_per_s: s.teacher_tokens as f64 / s.t_teacher_gen.max(1e-9),
+            staleness,
+            t_teacher_wait: waited,
             ..StepMetrics::default()
         };
-        m.t_step = t_step.elapsed().as_secs_f64();
-        m.t_other = (m.t_step - m.t_teacher_gen - m.t_student - m.t_reward - m.t_update).max(0.0);
-        metrics::append(&self.run_dir.join(METRICS_FILE), &m)?;
         self.step += 1;
+        Ok(m)
+    }
+
+    /// Completes the metrics of a finished step with the time since `t_step` and appends them.
+    fn record(&self, mut m: StepMetrics, t_step: Instant) -> Result<StepMetrics> {
+        m.t_step = t_step.elapsed().as_secs_f64();
+        // What the teacher's thread did besides sampling, training and waiting for the student.
+        m.t_other = (m.t_step - m.t_teacher_gen - m.t_update - m.t_teacher_wait).max(0.0);
+        metrics::append(&self.run_dir.join(METRICS_FILE), &m)?;
         Ok(m)
     }
 
@@ -556,11 +775,19 @@ impl<'a> Trainer<'a> {
                     let ref_logprobs = reference
                         .map(|r| tch::no_grad(|| r.token_logprobs_at(&batch, temperature)))
                         .transpose()?;
-                    // Scored before any step of this update: the policy that sampled.
-                    let old_logprobs = g
-                        .off_policy()
-                        .then(|| tch::no_grad(|| policy.token_logprobs_at(&batch, temperature)))
-                        .transpose()?;
+                    let old_logprobs = if g.async_rollouts {
+                        // Drawn one update ago: the log-probabilities recorded at sampling.
+                        Some(sampled_logprobs(
+                            chunk.iter().map(|&(q, i)| &col.samples[q][i]),
+                            batch.completion_len,
+                            device,
+                        ))
+                    } else {
+                        // Scored before any step of this update: the policy that sampled.
+                        g.off_policy()
+                            .then(|| tch::no_grad(|| policy.token_logprobs_at(&batch, temperature)))
+                            .transpose()?
+                    };
                     Ok(MicroBatch {
                         batch,
                         advantages: Tensor::from_slice(&a).to_device(device),
@@ -607,4 +834,36 @@ impl<'a> Trainer<'a> {
             1.0
         }
     }
+}
+
+/// `e`, an [`Error::Incomplete`] of a later step drawn ahead, as one of `step`: the first step
+/// that has not finished, which is what a stop reports and a resume runs again.
+fn unfinished(e: Error, step: u64) -> Error {
+    match e {
+        Error::Incomplete { source, .. } => Error::Incomplete { step, source },
+        e => e,
+    }
+}
+
+fn lent() -> Error {
+    Error::Contract("the student is answering on another thread".into())
+}
+
+/// `[N, completion_len]` f32: each sample's recorded log-probabilities, right-padded with 0.
+fn sampled_logprobs<'s>(
+    samples: impl Iterator<Item = &'s crate::policy::PolicySample>,
+    completion_len: usize,
+    device: tch::Device,
+) -> Tensor {
+    let mut flat = Vec::new();
+    let mut rows = 0i64;
+    for s in samples {
+        let n = s.logprobs.len().min(completion_len);
+        flat.extend_from_slice(&s.logprobs[..n]);
+        flat.resize(flat.len() + completion_len - n, 0.0);
+        rows += 1;
+    }
+    Tensor::from_slice(&flat)
+        .view([rows, completion_len as i64])
+        .to_device(device)
 }

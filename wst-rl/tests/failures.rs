@@ -55,8 +55,9 @@ const STEPS: u64 = 6;
 /// Trains in `dir` (resuming from its newest checkpoint when there is one). With `break_after`,
 /// the student breaks after 3 steps (replies to instructions when `true`, baselines when
 /// `false`).
-fn run(dir: &Path, break_after: Option<bool>) -> wst_rl::Result<u64> {
+fn run(dir: &Path, break_after: Option<bool>, async_rollouts: bool) -> wst_rl::Result<u64> {
     let mut cfg = config(STEPS, 7);
+    cfg.grpo.async_rollouts = async_rollouts;
     cfg.run.keep_checkpoints = 0;
     let broken = Arc::new(AtomicBool::new(false));
     let student = Flaky {
@@ -90,31 +91,48 @@ fn weights(dir: &Path) -> Vec<(String, Tensor)> {
 
 #[test]
 fn too_many_failed_replies_stop_the_run_after_a_checkpoint_and_resume_is_exact() {
+    stop_and_resume(false);
+}
+
+/// Under `grpo.async` the student answers step 4 while step 3 trains, before it breaks: the
+/// run stops in step 5, and its checkpoint of step 4 holds step 5's samples.
+#[test]
+fn asynchronous_run_stops_after_a_checkpoint_with_its_pending_samples_and_resumes_exactly() {
+    stop_and_resume(true);
+}
+
+fn stop_and_resume(async_rollouts: bool) {
+    let done = 3 + u64::from(async_rollouts);
     let reference = tempfile::tempdir().unwrap();
-    assert_eq!(run(reference.path(), None).unwrap(), STEPS);
+    assert_eq!(run(reference.path(), None, async_rollouts).unwrap(), STEPS);
 
     let stopped = tempfile::tempdir().unwrap();
-    let e = run(stopped.path(), Some(true)).unwrap_err();
+    let e = run(stopped.path(), Some(true), async_rollouts).unwrap_err();
     let Error::Stopped { step, total, .. } = &e else {
         panic!("{e}")
     };
-    assert_eq!((*step, *total), (4, STEPS));
+    assert_eq!((*step, *total), (done + 1, STEPS));
     let msg = wst_core::error_chain(&e);
     for needle in [
-        "the run stopped in step 4 of 6",
-        "saved: metrics and rollouts of steps 1-3",
-        "step-00000003",
-        "64 of 64 student replies of step 4 failed (100% > student.max_failure_rate = 0.5)",
-        "most common error (48 of 64): no content (null)",
+        format!("the run stopped in step {} of 6", done + 1),
+        format!("saved: metrics and rollouts of steps 1-{done}"),
+        format!("step-0000000{done}"),
+        format!(
+            "64 of 64 student replies of step {} failed (100% > student.max_failure_rate = 0.5)",
+            done + 1
+        ),
+        "most common error (48 of 64): no content (null)".to_string(),
     ] {
-        assert!(msg.contains(needle), "no {needle:?} in {msg}");
+        assert!(msg.contains(&needle), "no {needle:?} in {msg}");
     }
-    assert_eq!(checkpoint::latest(stopped.path()).unwrap().unwrap().0, 3);
+    let (at, ck) = checkpoint::latest(stopped.path()).unwrap().unwrap();
+    assert_eq!(at, done);
+    assert_eq!(ck.join(checkpoint::PENDING_FILE).is_file(), async_rollouts);
     let m = metrics::read(&stopped.path().join(METRICS_FILE)).unwrap();
-    assert_eq!(m.len(), 3);
+    assert_eq!(m.len() as u64, done);
 
     // Healed and resumed: the same teacher as the uninterrupted run, bit for bit.
-    assert_eq!(run(stopped.path(), None).unwrap(), STEPS);
+    assert_eq!(run(stopped.path(), None, async_rollouts).unwrap(), STEPS);
     for ((na, ta), (nb, tb)) in weights(reference.path())
         .iter()
         .zip(&weights(stopped.path()))
@@ -127,7 +145,7 @@ fn too_many_failed_replies_stop_the_run_after_a_checkpoint_and_resume_is_exact()
 #[test]
 fn a_baseline_without_a_usable_reply_is_an_error_not_zero() {
     let dir = tempfile::tempdir().unwrap();
-    let e = run(dir.path(), Some(false)).unwrap_err();
+    let e = run(dir.path(), Some(false), false).unwrap_err();
     let msg = wst_core::error_chain(&e);
     assert!(
         msg.contains("no baseline s_i for query") && msg.contains("none of its 2 replies"),

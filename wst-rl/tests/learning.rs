@@ -10,8 +10,31 @@ const STEPS: u64 = 40;
 
 #[test]
 fn tiny_teacher_learns_to_instruct_the_mock_student() {
+    let metrics = learns(false);
+    assert!(metrics.iter().all(|m| m.staleness == 0));
+}
+
+/// Under `grpo.async` every update but the first trains on samples one update old, and the
+/// teacher learns the same instruction.
+#[test]
+fn tiny_teacher_learns_with_asynchronous_rollouts() {
+    let metrics = learns(true);
+    let staleness: Vec<u64> = metrics.iter().map(|m| m.staleness).collect();
+    assert_eq!(staleness[0], 0);
+    assert!(staleness[1..].iter().all(|&s| s == 1), "{staleness:?}");
+    assert!(metrics.iter().all(|m| m.t_teacher_wait >= 0.0));
+    // Off-policy by one update: the ratios are not all exactly 1.
+    assert!(
+        metrics.iter().any(|m| (m.ratio_mean - 1.0).abs() > 1e-7),
+        "{:?}",
+        metrics.iter().map(|m| m.ratio_mean).collect::<Vec<_>>()
+    );
+}
+
+fn learns(async_rollouts: bool) -> Vec<wst_rl::StepMetrics> {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config(STEPS, 7);
+    let mut cfg = config(STEPS, 7);
+    cfg.grpo.async_rollouts = async_rollouts;
     let mut sink = MemorySink::default();
     let mut baselines = MemoryBaselines::default();
     let parts = Parts {
@@ -48,6 +71,13 @@ fn tiny_teacher_learns_to_instruct_the_mock_student() {
         .path()
         .join("checkpoints/step-00000040/model.safetensors")
         .exists());
+    // The run's last checkpoint has nothing pending.
+    assert!(!dir
+        .path()
+        .join("checkpoints/step-00000040")
+        .join(wst_rl::checkpoint::PENDING_FILE)
+        .exists());
+    lines
 }
 
 #[test]

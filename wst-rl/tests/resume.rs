@@ -14,8 +14,11 @@ use crate::support::*;
 const STEPS: u64 = 24;
 const CHILD_ENV: &str = "WST_RL_RESUME_CHILD_DIR";
 
-fn resume_config() -> wst_core::Config {
+const ASYNC_ENV: &str = "WST_RL_RESUME_CHILD_ASYNC";
+
+fn resume_config(async_rollouts: bool) -> wst_core::Config {
     let mut c = config(STEPS, 3);
+    c.grpo.async_rollouts = async_rollouts;
     c.run.save_every = 1;
     c.run.keep_checkpoints = 2;
     c.grpo.num_iterations = 2;
@@ -24,9 +27,9 @@ fn resume_config() -> wst_core::Config {
 }
 
 /// Trains in `dir`, resuming from its newest checkpoint when there is one.
-fn train(dir: &Path) {
+fn train(dir: &Path, async_rollouts: bool) {
     let parts = mock_parts(3);
-    let cfg = resume_config();
+    let cfg = resume_config(async_rollouts);
     let mut t = if checkpoint::latest(dir).unwrap().is_some() {
         Trainer::resume(cfg, parts, dir).unwrap()
     } else {
@@ -41,23 +44,26 @@ fn train(dir: &Path) {
 #[ignore = "entry point of the child process of sigkill_resume_is_exact"]
 fn resume_child_entry() {
     if let Ok(dir) = std::env::var(CHILD_ENV) {
-        train(Path::new(&dir));
+        train(Path::new(&dir), std::env::var_os(ASYNC_ENV).is_some());
     }
 }
 
-fn spawn(dir: &Path) -> std::process::Child {
-    Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "resume::resume_child_entry",
-            "--ignored",
-            "--test-threads=1",
-        ])
-        .env(CHILD_ENV, dir)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap()
+fn spawn(dir: &Path, async_rollouts: bool) -> std::process::Child {
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    if async_rollouts {
+        cmd.env(ASYNC_ENV, "1");
+    }
+    cmd.args([
+        "--exact",
+        "resume::resume_child_entry",
+        "--ignored",
+        "--test-threads=1",
+    ])
+    .env(CHILD_ENV, dir)
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .unwrap()
 }
 
 fn weights(dir: &Path) -> Vec<(String, Tensor)> {
@@ -84,10 +90,28 @@ fn partial_files(dir: &Path) -> Vec<String> {
 
 #[test]
 fn sigkill_resume_is_exact() {
+    sigkill_resume(false);
+}
+
+/// Asynchronous rollouts: a checkpoint holds the next step's samples, drawn before its last
+/// update (`pending.json`), and the resumed run ends bit for bit where an uninterrupted one does.
+#[test]
+fn sigkill_resume_is_exact_with_asynchronous_rollouts() {
+    sigkill_resume(true);
+}
+
+fn sigkill_resume(async_rollouts: bool) {
     let reference = tempfile::tempdir().unwrap();
     let t0 = Instant::now();
-    train(reference.path());
+    train(reference.path(), async_rollouts);
     let run_time = t0.elapsed();
+    let before_last = checkpoint::step_dir(reference.path(), STEPS - 1);
+    assert_eq!(
+        before_last.join(checkpoint::PENDING_FILE).is_file(),
+        async_rollouts,
+        "{}",
+        before_last.display()
+    );
 
     let killed = tempfile::tempdir().unwrap();
     let mut seed = SystemTime::now()
@@ -104,7 +128,7 @@ fn sigkill_resume_is_exact() {
         // checkpoint of the step before it, then up to one step's time more.
         let target = done + 1 + wst_core::splitmix64(&mut seed) % ((STEPS - done) / 2).max(1);
         let extra = per_step.mul_f64((wst_core::splitmix64(&mut seed) % 1000) as f64 / 1000.0);
-        let mut child = spawn(killed.path());
+        let mut child = spawn(killed.path(), async_rollouts);
         let t = Instant::now();
         while checkpoint::latest(killed.path())
             .unwrap()
@@ -123,7 +147,7 @@ fn sigkill_resume_is_exact() {
         kills.push((target, extra.as_millis(), finished, at));
     }
     eprintln!("kills (after checkpoint, + ms, child had finished, newest checkpoint): {kills:?}");
-    let status = spawn(killed.path()).wait().unwrap();
+    let status = spawn(killed.path(), async_rollouts).wait().unwrap();
     assert!(status.success(), "the resumed child failed");
 
     let a = weights(reference.path());
@@ -144,7 +168,7 @@ fn sigkill_resume_is_exact() {
     assert!(text.is_empty() || text.ends_with('\n'));
 
     // A resume with a different optimiser setting is refused.
-    let mut cfg = resume_config();
+    let mut cfg = resume_config(async_rollouts);
     cfg.grpo.lr *= 2.0;
     let e = Trainer::resume(cfg, mock_parts(3), killed.path()).unwrap_err();
     assert!(e.to_string().contains("configuration differs"), "{e}");

@@ -61,7 +61,7 @@ pub fn parity_student() -> MockStudent {
 /// shuffled with `seed`, rollouts dropped, baselines in memory.
 pub fn parts_with<'a>(
     policy: impl Policy + 'a,
-    student: impl Student + 'a,
+    student: impl Student + Send + 'a,
     seed: u64,
 ) -> Parts<'a> {
     Parts {

@@ -133,6 +133,13 @@ pub struct GrpoConfig {
     pub top_entropy_quantile: f64,
     /// Order of weighting and normalising several reward components (TRL's names).
     pub multi_objective_aggregation: Aggregation,
+    /// Asynchronous rollouts (`grpo.async`): while the student answers step t, the teacher
+    /// updates on step t-1 and samples step t+1, so samples are at most one update old
+    /// (staleness 1, TRL's AsyncGRPO and verl's one-step off-policy mode); the importance ratio
+    /// is taken against the log-probabilities recorded at sampling. Off: each step waits for
+    /// its student.
+    #[serde(rename = "async")]
+    pub async_rollouts: bool,
 }
 
 impl Default for GrpoConfig {
@@ -159,6 +166,7 @@ impl Default for GrpoConfig {
             mask_truncated_completions: false,
             top_entropy_quantile: 1.0,
             multi_objective_aggregation: Aggregation::SumThenNormalize,
+            async_rollouts: false,
         }
     }
 }
@@ -179,9 +187,10 @@ impl GrpoConfig {
     }
 
     /// The update compares the current policy with the one that sampled: true when the
-    /// rollouts are reused (`num_iterations > 1`) or split over several steps.
+    /// rollouts are reused (`num_iterations > 1`), split over several steps, or sampled one
+    /// update earlier (`async`).
     pub fn off_policy(&self) -> bool {
-        self.num_iterations > 1 || self.steps_per_generation > 1
+        self.num_iterations > 1 || self.steps_per_generation > 1 || self.async_rollouts
     }
 
     /// Every problem of this table, as messages naming `prefix.key`.

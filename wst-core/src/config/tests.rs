@@ -212,3 +212,13 @@ fn option_names_agree_with_serde() {
         "`tpu` is not one of auto, cpu, cuda"
     );
 }
+
+#[test]
+fn grpo_async_is_read_and_written_under_its_toml_name() {
+    let c = Config::from_toml_with_overrides("", "test", &["grpo.async=true".to_string()]).unwrap();
+    assert!(c.grpo.async_rollouts && c.grpo.off_policy());
+    let text = c.to_toml();
+    assert!(text.contains("async = true"), "{text}");
+    let back = Config::from_toml_str(&text, "written").unwrap();
+    assert_eq!(back, c);
+}
