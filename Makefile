@@ -13,7 +13,7 @@ test:
 	$(ENV) cargo test --workspace --all-features --locked
 
 ## The main job: WST on the embedded arithmetic task with SmolLM2 as teacher and student, on
-## the CPU (about 15 minutes on 2 cores), ending with the held-out evaluation table.
+## the CPU (about 20 minutes on 2 cores), ending with the held-out evaluation table.
 ## DEMO_ARGS passes flags through, e.g. `make demo DEMO_ARGS=--quick`. It runs the dev build
 ## (the one `make test` compiles; our crates at opt-level 1): the time goes to libtorch, and a
 ## newcomer does not pay a second, 15-minute release build of the dependencies.

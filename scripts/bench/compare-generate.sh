@@ -2,11 +2,11 @@
 # Sampling throughput of wst (`wst bench generate` of $WST_BIN) against Python transformers
 # (scripts/bench/generate_transformers.py) on the same workload, both in this one call:
 # SmolLM2-135M-Instruct (the GGUF dequantised), batches of 16 and 64, 64 random prompt tokens +
-# 64 new tokens per row (no early stop), f32 on the CPU; wst also with `--dtype int8` (dynamic
-# int8 projections). Prints each side's tokens/s and, last, the ratios (wst / transformers).
+# 64 new tokens per row (no early stop), f32 on the CPU. Prints each side's tokens/s and, last,
+# the ratios (wst / transformers).
 # Installs transformers, gguf and accelerate into the venv of $WST_PYTHON when missing.
 #   WST_BENCH_BATCHES=16,64  WST_BENCH_PROMPT=64  WST_BENCH_NEW_TOKENS=64  WST_BENCH_ITERS=1
-#   WST_BENCH_DTYPES="f32 int8" (the wst rows)  WST_BENCH_BF16=1 (transformers in bf16 too)
+#   WST_BENCH_DTYPES=f32 (the wst rows; "f32 int8" adds int8, slow on CPUs without VNNI)  WST_BENCH_BF16=1 (transformers in bf16 too)
 #   WST_BIN=path/to/wst (default: target/debug/wst, built first by `cargo build -p wst-cli`;
 #   the time is in libtorch, so the dev profile measures the same as a release build)
 set -euo pipefail
@@ -17,7 +17,7 @@ batches=${WST_BENCH_BATCHES:-16,64}
 prompt=${WST_BENCH_PROMPT:-64}
 new=${WST_BENCH_NEW_TOKENS:-64}
 iters=${WST_BENCH_ITERS:-1}
-dtypes=${WST_BENCH_DTYPES:-"f32 int8"}
+dtypes=${WST_BENCH_DTYPES:-f32}
 bf16=()
 [ "${WST_BENCH_BF16:-0}" = 1 ] && bf16=(--bf16) && dtypes="bf16"
 if [ -z "${WST_BIN:-}" ]; then

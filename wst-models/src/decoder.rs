@@ -101,8 +101,32 @@ impl std::fmt::Debug for DecoderLm {
 }
 
 /// `x W^T + b`, plus the LoRA adapter's term when the projection has one.
+/// At most this many rows take [`linear`]'s transposed product on the CPU.
+const SMALL_ROWS: i64 = 256;
+
+/// `x W^T + b` for `x` `[..., in]` and `w` `[out, in]`. On the CPU, for a few rows (decoding
+/// steps: one per sequence), as `(W x^T)^T`: MKL then streams the weight as the left operand
+/// in place, where `x.linear(w)` copies the whole weight into packed panels on every call (the
+/// copy took 40% of a batch-16 decoding step). Measured for SmolLM2's shapes at 16-96 rows:
+/// 1.1-1.9x faster, the output head (49152 x 576) 1.5x; from about 1024 rows `linear` is faster.
+pub(crate) fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Tensor {
+    let mut shape = x.size();
+    let k = shape[shape.len() - 1];
+    let rows = if k > 0 { x.numel() as i64 / k } else { 0 };
+    if x.device() != Device::Cpu || rows == 0 || rows > SMALL_ROWS {
+        return x.linear(w, b);
+    }
+    let y = w.mm(&x.reshape([rows, k]).tr()).tr().contiguous();
+    let y = match b {
+        Some(b) => y + b,
+        None => y,
+    };
+    *shape.last_mut().expect("non-empty shape") = w.size()[0];
+    y.view(shape.as_slice())
+}
+
 fn lin(x: &Tensor, p: &Proj) -> Tensor {
-    let y = x.linear(&p.w, p.b.as_ref());
+    let y = linear(x, &p.w, p.b.as_ref());
     match &p.lora {
         Some(adapter) => y + adapter.apply(x),
         None => y,
@@ -556,7 +580,7 @@ impl DecoderLm {
     ) -> Result<Tensor> {
         let h = self.hidden_cached(ids, mask, cache)?;
         let t = h.size()[1];
-        Ok(h.select(1, t - 1).linear(&self.lm_head, None::<&Tensor>))
+        Ok(linear(&h.select(1, t - 1), &self.lm_head, None))
     }
 
     /// `log p(ids[:, t+1] | ids[:, ..=t])` for every `t`: `[B, T - 1]` f32, zero where the

@@ -6,7 +6,7 @@
 
 use tch::{Kind, Tensor};
 
-use super::{rotate_half, DecoderLm, KvCache};
+use super::{linear, rotate_half, DecoderLm, KvCache};
 use crate::{Error, Result};
 
 impl DecoderLm {
@@ -113,8 +113,10 @@ impl DecoderLm {
         }
         let _ = cache.next_pos.g_add_scalar_(1);
         let _ = cache.slot.g_add_scalar_(1);
-        self.rms_norm(&x, &self.norm)
-            .select(1, 0)
-            .linear(&self.lm_head, None::<&Tensor>)
+        linear(
+            &self.rms_norm(&x, &self.norm).select(1, 0),
+            &self.lm_head,
+            None,
+        )
     }
 }
