@@ -55,15 +55,18 @@ fn main() {
         println!("cargo:rerun-if-env-changed={var}");
     }
     println!("cargo:rerun-if-changed=csrc/cuda_graph.cpp");
+    println!("cargo:rerun-if-changed=csrc/fbgemm_linear.cpp");
     println!("cargo::rustc-check-cfg=cfg(wst_cuda_graph)");
-    if std::env::var("WST_NO_CUDA_GRAPH_SHIM").is_ok_and(|v| v == "1") {
-        return;
-    }
+    println!("cargo::rustc-check-cfg=cfg(wst_fbgemm)");
     let Some(root) = torch_root() else {
-        println!("cargo:warning=torch not found: CUDA graphs disabled");
+        println!("cargo:warning=torch not found: CUDA graphs and fbgemm int8 disabled");
         return;
     };
     let include = root.join("include");
+    fbgemm_shim(&root);
+    if std::env::var("WST_NO_CUDA_GRAPH_SHIM").is_ok_and(|v| v == "1") {
+        return;
+    }
     let lib = root.join("lib");
     let graph_header = include.join("ATen/cuda/CUDAGraph.h");
     if !graph_header.is_file() || !lib.join("libtorch_cuda.so").is_file() {
@@ -94,4 +97,34 @@ fn main() {
         println!("cargo:rustc-link-lib=dylib={l}");
     }
     println!("cargo:rustc-cfg=wst_cuda_graph");
+}
+
+/// The fbgemm int8 linear shim (`csrc/fbgemm_linear.cpp`, CPU only): built whenever the torch
+/// headers are there, with the cfg `wst_fbgemm`; without it int8 projections use `_int_mm`.
+fn fbgemm_shim(root: &Path) {
+    let include = root.join("include");
+    let lib = root.join("lib");
+    if !include
+        .join("ATen/ops/fbgemm_linear_int8_weight_fp32_activation.h")
+        .is_file()
+    {
+        println!("cargo:warning=ATen without fbgemm_linear_int8_weight_fp32_activation: int8 uses _int_mm");
+        return;
+    }
+    cc::Build::new()
+        .cpp(true)
+        .pic(true)
+        .warnings(false)
+        .include(&include)
+        .include(include.join("torch/csrc/api/include"))
+        .flag("-std=c++17")
+        .flag("-D_GLIBCXX_USE_CXX11_ABI=1")
+        .flag("-DGLOG_USE_GLOG_EXPORT")
+        .file("csrc/fbgemm_linear.cpp")
+        .compile("wst_fbgemm_linear");
+    println!("cargo:rustc-link-search=native={}", lib.display());
+    for l in ["torch_cpu", "c10"] {
+        println!("cargo:rustc-link-lib=dylib={l}");
+    }
+    println!("cargo:rustc-cfg=wst_fbgemm");
 }

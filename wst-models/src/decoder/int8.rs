@@ -1,28 +1,52 @@
 //! Int8 inference for a frozen decoder on the CPU ([`DecoderLm::quantize_int8`]).
 //!
-//! Every layer's projections run as int8 x int8 -> int32 matrix products (`_int_mm`, oneDNN's
-//! VNNI kernels on x86): weights quantised once, symmetric per output channel (scale = the
-//! row's absolute maximum / 127); activations quantised as they come, symmetric per token. The
-//! query, key and value projections share one fused weight (one quantised input), and so do
-//! the gate and up projections. Before quantising, each input channel is divided by a
-//! SmoothQuant factor `s_j = sqrt(max|x_j| / max|W_:j|)` and the weight's column multiplied by
-//! it (the product is unchanged): `max|x_j|` comes from one f32 forward pass over a calibration
-//! text, and evens out the few channels whose activations are far larger than the rest, which
-//! per-token quantisation would otherwise crush. The embeddings, norms, attention and output
-//! head stay f32, as do the variables of the store (unchanged, so a quantised model still
-//! exports f32 weights); no gradient flows through `_int_mm`, so the model refuses to compute
-//! with gradients recorded.
+//! Every layer's projections run as int8 matrix products: weights quantised once, symmetric
+//! per output channel; activations quantised as they come, per token. The kernel is ATen's
+//! fbgemm int8 linear (the weight packed once; through the C shim `csrc/fbgemm_linear.cpp`,
+//! cfg `wst_fbgemm`), or `_int_mm` where the shim is not built (oneDNN; fast only with VNNI).
+//! fbgemm takes one scale per tensor, so each weight row is normalised to an absolute maximum
+//! of 1 before quantising and each token's row likewise, both maxima multiplied back into the
+//! output: per channel and per token in effect. The query, key and value projections share one
+//! fused weight (one quantised input), and so do the gate and up projections. Before
+//! quantising, each input channel is divided by a SmoothQuant factor `s_j = sqrt(max|x_j| /
+//! max|W_:j|)` and the weight's column multiplied by it (the product is unchanged): `max|x_j|`
+//! comes from one f32 forward pass over a calibration text, and evens out the few channels
+//! whose activations are far larger than the rest, which per-token quantisation would
+//! otherwise crush. The embeddings, norms, attention and output head stay f32, as do the
+//! variables of the store (unchanged, so a quantised model still exports f32 weights); no
+//! gradient flows through the int8 products, so the model refuses to compute with gradients
+//! recorded.
 
 use tch::{Kind, Tensor};
 
 use super::{DecoderLm, Layer};
 use crate::{Error, Result};
 
+#[cfg(wst_fbgemm)]
+mod fbgemm;
+
+/// How the int8 product runs.
+enum Kernel {
+    /// fbgemm's int8 linear (the shim; activations quantised per call): the weight's rows
+    /// normalised to an absolute maximum of 1 first, so its one scale is per channel in effect.
+    /// `range` `[1, in]`: one row holding 1 and -1, appended to the normalised activations so
+    /// that their range is always [-1, 1]: fbgemm's scale and zero point then do not depend on
+    /// the other rows of the batch (a row's result is the same alone, batched or cached).
+    #[cfg(wst_fbgemm)]
+    Fbgemm {
+        packed: fbgemm::Packed,
+        range: Tensor,
+    },
+    /// `_int_mm` (int8 x int8 -> int32): `[in, out]` int8, contiguous, the right operand. Used
+    /// when the shim is not built (slow on CPUs without VNNI).
+    #[cfg_attr(wst_fbgemm, allow(dead_code))]
+    IntMm(Tensor),
+}
+
 /// One int8 projection `x W^T + b`.
 pub(super) struct QLinear {
-    /// `[in, out]` int8, contiguous: the right operand of `_int_mm`.
-    wt: Tensor,
-    /// `[out]` f32: the weight's scale per output channel.
+    kernel: Kernel,
+    /// `[out]` f32: the weight's scale per output channel (with fbgemm: the rows' maxima).
     scale: Tensor,
     /// `[in]` f32: `1 / s` of SmoothQuant, multiplied into the input (None: no smoothing).
     inv_smooth: Option<Tensor>,
@@ -31,22 +55,36 @@ pub(super) struct QLinear {
 
 impl QLinear {
     /// Quantises `w` `[out, in]` (f32) after scaling its columns by `smooth` `[in]`.
-    fn new(w: &Tensor, bias: Option<Tensor>, smooth: Option<&Tensor>) -> Self {
+    fn new(w: &Tensor, bias: Option<Tensor>, smooth: Option<&Tensor>) -> Result<Self> {
         let w = match smooth {
             Some(s) => w * s.unsqueeze(0),
             None => w.shallow_clone(),
         };
-        let scale = w.abs().amax([1], false).clamp_min(1e-12) / 127.0;
-        let q = (&w / scale.unsqueeze(1))
-            .round()
-            .clamp(-127.0, 127.0)
-            .to_kind(Kind::Int8);
-        QLinear {
-            wt: q.tr().contiguous(),
+        let row_max = w.abs().amax([1], false).clamp_min(1e-12);
+        #[cfg(wst_fbgemm)]
+        let (kernel, scale) = {
+            let packed = fbgemm::Packed::new(&(&w / row_max.unsqueeze(1)))?;
+            let k = w.size()[1];
+            let range = Tensor::zeros([1, k], (Kind::Float, w.device()));
+            let _ = range.narrow(1, 0, 1.min(k)).fill_(1.0);
+            let _ = range.narrow(1, 1.min(k), (k - 1).clamp(0, 1)).fill_(-1.0);
+            (Kernel::Fbgemm { packed, range }, row_max)
+        };
+        #[cfg(not(wst_fbgemm))]
+        let (kernel, scale) = {
+            let scale = row_max / 127.0;
+            let q = (&w / scale.unsqueeze(1))
+                .round()
+                .clamp(-127.0, 127.0)
+                .to_kind(Kind::Int8);
+            (Kernel::IntMm(q.tr().contiguous()), scale)
+        };
+        Ok(QLinear {
+            kernel,
             scale,
             inv_smooth: smooth.map(|s| s.reciprocal()),
             bias,
-        }
+        })
     }
 
     /// `x` `[..., in]` f32 -> `[..., out]` f32.
@@ -58,11 +96,26 @@ impl QLinear {
             Some(inv) => x2 * inv,
             None => x2,
         };
-        // Symmetric per token: the row's absolute maximum maps to 127.
-        let sx = xs.abs().amax([1], true).clamp_min(1e-12) / 127.0;
-        let q = (&xs / &sx).round().to_kind(Kind::Int8);
-        let acc = q.internal_int_mm(&self.wt);
-        let mut y = acc.to_kind(Kind::Float) * sx * &self.scale;
+        // Per token: each row scaled by its absolute maximum.
+        let row_max = xs.abs().amax([1], true).clamp_min(1e-12);
+        let mut y = match &self.kernel {
+            #[cfg(wst_fbgemm)]
+            Kernel::Fbgemm { packed, range } => {
+                // The rows normalised to [-1, 1] and the range row appended: fbgemm's one
+                // activation scale then fits every token alike.
+                let rows = row_max.size()[0];
+                let xn = Tensor::cat(&[&xs / &row_max, range.shallow_clone()], 0);
+                let y = packed
+                    .linear(&xn)
+                    .expect("fbgemm int8 linear on shapes the model checked");
+                y.narrow(0, 0, rows) * row_max * &self.scale
+            }
+            Kernel::IntMm(wt) => {
+                let sx = row_max / 127.0;
+                let q = (&xs / &sx).round().to_kind(Kind::Int8);
+                q.internal_int_mm(wt).to_kind(Kind::Float) * sx * &self.scale
+            }
+        };
         if let Some(b) = &self.bias {
             y += b;
         }
@@ -123,17 +176,17 @@ fn stacked(ps: &[&super::Proj]) -> (Tensor, Option<Tensor>) {
 impl Layer {
     /// The int8 projections of this layer; `stats`: its calibration maxima (None: no
     /// smoothing).
-    fn quantized(&self, stats: Option<&LayerStats>) -> QLayer {
+    fn quantized(&self, stats: Option<&LayerStats>) -> Result<QLayer> {
         let one = |site: usize, (w, b): (Tensor, Option<Tensor>)| {
             let smooth = stats.map(|s| smoothing(&s[site], &w));
             QLinear::new(&w, b, smooth.as_ref())
         };
-        QLayer {
-            qkv: one(0, stacked(&[&self.q, &self.k, &self.v])),
-            o: one(1, stacked(&[&self.o])),
-            gate_up: one(2, stacked(&[&self.gate, &self.up])),
-            down: one(3, stacked(&[&self.down])),
-        }
+        Ok(QLayer {
+            qkv: one(0, stacked(&[&self.q, &self.k, &self.v]))?,
+            o: one(1, stacked(&[&self.o]))?,
+            gate_up: one(2, stacked(&[&self.gate, &self.up]))?,
+            down: one(3, stacked(&[&self.down]))?,
+        })
     }
 }
 
@@ -192,7 +245,7 @@ impl DecoderLm {
                 .iter()
                 .enumerate()
                 .map(|(l, layer)| layer.quantized(stats.as_ref().map(|s| &s[l])))
-                .collect();
+                .collect::<Result<_>>()?;
             for (layer, q) in self.layers.iter_mut().zip(q) {
                 layer.int8 = Some(q);
             }
