@@ -7,6 +7,10 @@
 //! When any piece is missing (a CPU-only libtorch) the shim is skipped and the crate is built
 //! without the `wst_cuda_graph` cfg: decoding then always runs eagerly. `WST_NO_CUDA_GRAPH_SHIM=1`
 //! skips it on purpose.
+//!
+//! Also builds the fbgemm int8 linear shim (`csrc/fbgemm_linear.cpp`, CPU) whenever the torch
+//! headers are found, with the cfg `wst_fbgemm` (int8 inference; without it `_int_mm`). Both
+//! shims share `csrc/guarded.h` (C++ exceptions to error messages).
 
 use std::path::{Path, PathBuf};
 
@@ -56,6 +60,7 @@ fn main() {
     }
     println!("cargo:rerun-if-changed=csrc/cuda_graph.cpp");
     println!("cargo:rerun-if-changed=csrc/fbgemm_linear.cpp");
+    println!("cargo:rerun-if-changed=csrc/guarded.h");
     println!("cargo::rustc-check-cfg=cfg(wst_cuda_graph)");
     println!("cargo::rustc-check-cfg=cfg(wst_fbgemm)");
     let Some(root) = torch_root() else {
@@ -80,16 +85,8 @@ fn main() {
         );
         return;
     };
-    cc::Build::new()
-        .cpp(true)
-        .pic(true)
-        .warnings(false)
-        .include(&include)
-        .include(include.join("torch/csrc/api/include"))
+    torch_cpp(&include)
         .include(&cuda)
-        .flag("-std=c++17")
-        .flag("-D_GLIBCXX_USE_CXX11_ABI=1")
-        .flag("-DGLOG_USE_GLOG_EXPORT")
         .file("csrc/cuda_graph.cpp")
         .compile("wst_cuda_graph");
     println!("cargo:rustc-link-search=native={}", lib.display());
@@ -111,15 +108,7 @@ fn fbgemm_shim(root: &Path) {
         println!("cargo:warning=ATen without fbgemm_linear_int8_weight_fp32_activation: int8 uses _int_mm");
         return;
     }
-    cc::Build::new()
-        .cpp(true)
-        .pic(true)
-        .warnings(false)
-        .include(&include)
-        .include(include.join("torch/csrc/api/include"))
-        .flag("-std=c++17")
-        .flag("-D_GLIBCXX_USE_CXX11_ABI=1")
-        .flag("-DGLOG_USE_GLOG_EXPORT")
+    torch_cpp(&include)
         .file("csrc/fbgemm_linear.cpp")
         .compile("wst_fbgemm_linear");
     println!("cargo:rustc-link-search=native={}", lib.display());
@@ -127,4 +116,18 @@ fn fbgemm_shim(root: &Path) {
         println!("cargo:rustc-link-lib=dylib={l}");
     }
     println!("cargo:rustc-cfg=wst_fbgemm");
+}
+
+/// A C++ build against the torch headers under `include` (the flags libtorch's ABI needs).
+fn torch_cpp(include: &Path) -> cc::Build {
+    let mut b = cc::Build::new();
+    b.cpp(true)
+        .pic(true)
+        .warnings(false)
+        .include(include)
+        .include(include.join("torch/csrc/api/include"))
+        .flag("-std=c++17")
+        .flag("-D_GLIBCXX_USE_CXX11_ABI=1")
+        .flag("-DGLOG_USE_GLOG_EXPORT");
+    b
 }

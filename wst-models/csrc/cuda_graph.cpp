@@ -18,31 +18,9 @@
 #include <optional>
 #include <string>
 
-namespace {
+#include "guarded.h"
 
-char* copy_message(const char* what) {
-  size_t n = std::strlen(what);
-  char* out = static_cast<char*>(std::malloc(n + 1));
-  if (out != nullptr) {
-    std::memcpy(out, what, n + 1);
-  }
-  return out;
-}
-
-template <typename F>
-int guarded(char** err, F&& f) {
-  try {
-    f();
-    return 0;
-  } catch (const std::exception& e) {
-    if (err != nullptr) *err = copy_message(e.what());
-  } catch (...) {
-    if (err != nullptr) *err = copy_message("unknown C++ exception");
-  }
-  return 1;
-}
-
-}  // namespace
+using wst_shim::guarded;
 
 // One captured graph and the side stream it is captured and replayed on.
 struct WstCudaGraph {

@@ -13,31 +13,9 @@
 #include <exception>
 #include <tuple>
 
-namespace {
+#include "guarded.h"
 
-char* copy_message(const char* what) {
-  size_t n = std::strlen(what);
-  char* out = static_cast<char*>(std::malloc(n + 1));
-  if (out != nullptr) {
-    std::memcpy(out, what, n + 1);
-  }
-  return out;
-}
-
-template <typename F>
-int guarded(char** err, F&& f) {
-  try {
-    f();
-    return 0;
-  } catch (const std::exception& e) {
-    if (err != nullptr) *err = copy_message(e.what());
-  } catch (...) {
-    if (err != nullptr) *err = copy_message("unknown C++ exception");
-  }
-  return 1;
-}
-
-}  // namespace
+using wst_shim::guarded;
 
 extern "C" {
 
