@@ -14,11 +14,8 @@ cd "$here"
 eval "$(bash scripts/setup.sh)"
 delay=${WST_BENCH_DELAY:-4}
 steps=${WST_BENCH_STEPS:-6}
-if [ -z "${WST_BIN:-}" ]; then
-  cargo build -p wst-cli >&2
-  WST_BIN=$(cargo metadata --format-version 1 --no-deps |
-    python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/debug/wst
-fi
+. scripts/bench/wst-bin.sh
+wst_bin
 out=$(mktemp -d)
 server_pid=
 cleanup() {

@@ -20,11 +20,8 @@ iters=${WST_BENCH_ITERS:-1}
 dtypes=${WST_BENCH_DTYPES:-f32}
 bf16=()
 [ "${WST_BENCH_BF16:-0}" = 1 ] && bf16=(--bf16) && dtypes="bf16"
-if [ -z "${WST_BIN:-}" ]; then
-  cargo build -p wst-cli >&2
-  WST_BIN=$(cargo metadata --format-version 1 --no-deps |
-    python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/debug/wst
-fi
+. scripts/bench/wst-bin.sh
+wst_bin
 # libgomp's spinning waits slow libtorch down when anything else runs (scripts/with-env.sh).
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 

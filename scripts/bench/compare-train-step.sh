@@ -11,11 +11,8 @@ cd "$here"
 eval "$(bash scripts/setup.sh)"
 shapes=${WST_BENCH_SHAPES:-"2x16:8 8x96:32"}
 iters=${WST_BENCH_ITERS:-3}
-if [ -z "${WST_BIN:-}" ]; then
-  cargo build --release -p wst-cli >&2
-  WST_BIN=$(cargo metadata --format-version 1 --no-deps |
-    python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release/wst
-fi
+. scripts/bench/wst-bin.sh
+wst_bin release
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 echo "[bench] load: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores; wst: $WST_BIN" >&2

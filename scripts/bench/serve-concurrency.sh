@@ -11,10 +11,8 @@ eval "$(bash scripts/setup.sh)"
 n=${WST_BENCH_REQUESTS:-64}
 max_tokens=${WST_BENCH_MAX_TOKENS:-32}
 model=${WST_BENCH_MODEL:-smollm2}
-if [ -z "${WST_BIN:-}" ]; then
-  cargo build -p wst-cli --locked >&2
-  WST_BIN=${CARGO_TARGET_DIR:-target}/debug/wst
-fi
+. scripts/bench/wst-bin.sh
+wst_bin
 log=$(mktemp)
 "$WST_BIN" serve --model "$model" --port 0 --device cpu --max-batch "$n" >"$log" 2>"$log.err" &
 pid=$!
