@@ -4,6 +4,8 @@
 # torch.optim.AdamW) on the same shapes: SmolLM2-135M, random weights, f32 on the CPU. Both run in
 # this one call, back to back per shape; prints each side's time and peak memory, the ratio last.
 #   WST_BENCH_SHAPES="2x16:8 8x96:32"  (batch x seq : prompt tokens)   WST_BENCH_ITERS=3
+#   WST_BENCH_GROUP=1  (consecutive sequences sharing their prompt, as a GRPO group; wst runs a
+#   shared prompt once per micro-batch, the reference runs every row whole either way)
 #   WST_BIN=path/to/wst  (default: cargo build --release -p wst-cli)
 set -euo pipefail
 here=$(cd "$(dirname "$0")/../.." && pwd)
@@ -20,7 +22,8 @@ for shape in $shapes; do
   bs=${shape%%:*}; prompt=${shape##*:}; b=${bs%%x*}; s=${bs##*x}
   echo "[bench] $b x $s (prompt $prompt): wst..." >&2
   "$WST_BIN" bench train-step --preset smollm2-135m --device cpu --dtype f32 --batch "$b" \
-    --seq "$s" --prompt-len "$prompt" --micro-batch "$b" --iters "$iters" --json >>"$out/wst.jsonl"
+    --seq "$s" --prompt-len "$prompt" --micro-batch "$b" --group "${WST_BENCH_GROUP:-1}" \
+    --iters "$iters" --json >>"$out/wst.jsonl"
   echo "[bench] $b x $s (prompt $prompt): pytorch eager..." >&2
   "$WST_PYTHON" -W ignore scripts/bench/train_step_torch.py --batch "$b" --seq "$s" \
     --prompt-len "$prompt" --micro-batch "$b" --iters "$iters" >>"$out/torch.jsonl"

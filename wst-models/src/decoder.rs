@@ -140,6 +140,19 @@ fn rotate_half(x: &Tensor) -> Tensor {
     Tensor::cat(&[x2.neg(), x1], 3)
 }
 
+/// Where attention finds the keys and values of the tokens before those of a forward pass.
+enum Past<'a> {
+    /// Nowhere: the tokens attend among themselves.
+    None,
+    /// The preallocated cache, which the forward extends in place.
+    Cache(&'a mut KvCache),
+    /// Each layer's keys and values `[B, kv_heads, L, head_dim]` of the prefix each row
+    /// continues (views of fewer prefixes: their gradients sum over the rows).
+    Prefix(&'a [(Tensor, Tensor)]),
+    /// Record each layer's keys and values (to be a [`Past::Prefix`] of a later forward).
+    Record(&'a mut Vec<(Tensor, Tensor)>),
+}
+
 impl DecoderLm {
     /// Creates the variables of `config` in a new store on `device` (f32), filled by `init`
     /// (norm weights: ones, or zeros for Gemma's `1 + w`).
@@ -297,6 +310,18 @@ impl DecoderLm {
         Ok((b, t))
     }
 
+    /// Token ids outside the vocabulary are an error (an embedding lookup would abort).
+    fn check_vocab(&self, ids: &Tensor) -> Result<()> {
+        let (lo, hi) = (ids.min().int64_value(&[]), ids.max().int64_value(&[]));
+        if lo < 0 || hi >= self.config.vocab_size {
+            return Err(Error::Invalid(format!(
+                "token ids range over [{lo}, {hi}], outside the vocabulary of {}",
+                self.config.vocab_size
+            )));
+        }
+        Ok(())
+    }
+
     fn rms_norm(&self, x: &Tensor, w: &Tensor) -> Tensor {
         let xf = x.to_kind(Kind::Float);
         let var = xf.pow_tensor_scalar(2).mean_dim(-1, true, Kind::Float);
@@ -327,7 +352,7 @@ impl DecoderLm {
         ids: &Tensor,
         positions: &Tensor,
         allowed: Option<&Tensor>,
-        mut cache: Option<&mut KvCache>,
+        mut past: Past<'_>,
         mut stats: Option<&mut Vec<int8::LayerStats>>,
     ) -> Tensor {
         let c = &self.config;
@@ -335,7 +360,10 @@ impl DecoderLm {
         let (nh, nkv, d) = (c.num_attention_heads, c.num_key_value_heads, c.head_dim);
         let mut x = self.embed_ids(ids);
         let (cos, sin) = self.rope(positions);
-        let offset = cache.as_ref().map_or(0, |c| c.len);
+        let offset = match &past {
+            Past::Cache(c) => c.len,
+            _ => 0,
+        };
         let scale = 1.0 / (d as f64).sqrt();
         for (l, layer) in self.layers.iter().enumerate() {
             let h = self.rms_norm(&x, &layer.input_norm);
@@ -348,8 +376,8 @@ impl DecoderLm {
             let v = v.view([b, t, nkv, d]).transpose(1, 2);
             let q = &q * &cos + rotate_half(&q) * &sin;
             let k = &k * &cos + rotate_half(&k) * &sin;
-            let (k, v) = match cache.as_deref_mut() {
-                Some(cache) => {
+            let (k, v) = match &mut past {
+                Past::Cache(cache) => {
                     let total = offset + t;
                     cache.keys[l].narrow(2, offset, t).copy_(&k);
                     cache.values[l].narrow(2, offset, t).copy_(&v);
@@ -358,7 +386,15 @@ impl DecoderLm {
                         cache.values[l].narrow(2, 0, total),
                     )
                 }
-                None => (k, v),
+                Past::Prefix(kv) => {
+                    let (pk, pv) = &kv[l];
+                    (Tensor::cat(&[pk, &k], 2), Tensor::cat(&[pv, &v], 2))
+                }
+                Past::Record(kv) => {
+                    kv.push((k.shallow_clone(), v.shallow_clone()));
+                    (k, v)
+                }
+                Past::None => (k, v),
             };
             let attn = Tensor::scaled_dot_product_attention(
                 &q,
@@ -452,13 +488,7 @@ impl DecoderLm {
     pub fn hidden_states(&self, ids: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
         let (b, t) = self.check_ids(ids, mask)?;
         self.check_inference()?;
-        let (lo, hi) = (ids.min().int64_value(&[]), ids.max().int64_value(&[]));
-        if lo < 0 || hi >= self.config.vocab_size {
-            return Err(Error::Invalid(format!(
-                "token ids range over [{lo}, {hi}], outside the vocabulary of {}",
-                self.config.vocab_size
-            )));
-        }
+        self.check_vocab(ids)?;
         let ids = &ids.to_device(self.device());
         Ok(match mask {
             Some(m) => {
@@ -467,7 +497,7 @@ impl DecoderLm {
                     ids,
                     &Self::positions(&m),
                     Some(&Self::padded_mask(&m)),
-                    None,
+                    Past::None,
                     None,
                 )
             }
@@ -475,9 +505,109 @@ impl DecoderLm {
                 let pos = Tensor::arange(t, (Kind::Int64, self.device()))
                     .unsqueeze(0)
                     .expand([b, t], false);
-                self.hidden(ids, &pos, None, None, None)
+                self.hidden(ids, &pos, None, Past::None, None)
             }
         })
+    }
+
+    /// Hidden states `[B, T, H]` after the final norm of `ids` `[B, T]` (optional padding
+    /// mask, left or right padding) when each row continues one of a few prefixes: `prefixes`
+    /// `[U, L]` (optional mask, left-padded), row `n` continuing prefix `source[n]` (`source`
+    /// `[B]` Int64; `None`: one prefix, `U = 1`, for every row). Each prefix runs once and its
+    /// keys and values serve all its rows, so `U` prefixes of `L` tokens and `B` rows of `T`
+    /// cost `U * L + B * T` token positions instead of `B * (L + T)` (a system message shared
+    /// by a batch; the prompt of a query shared by its group of samples). Equal (up to
+    /// rounding) to the last `T` positions of [`DecoderLm::hidden_states`] over each row's
+    /// `prefix ++ ids`, gradients included; the prefixes' own hidden states are not returned.
+    pub fn hidden_states_after(
+        &self,
+        prefixes: &Tensor,
+        prefix_mask: Option<&Tensor>,
+        source: Option<&Tensor>,
+        ids: &Tensor,
+        mask: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        let (u, l) = self.check_ids(prefixes, prefix_mask)?;
+        let (b, t) = self.check_ids(ids, mask)?;
+        self.check_inference()?;
+        self.check_vocab(prefixes)?;
+        self.check_vocab(ids)?;
+        let dev = self.device();
+        let source = match source {
+            Some(s) => {
+                let ok = s.kind() == Kind::Int64 && s.size() == [b];
+                let range = ok.then(|| (s.min().int64_value(&[]), s.max().int64_value(&[])));
+                match range {
+                    Some((lo, hi)) if lo >= 0 && hi < u => Some(s.to_device(dev)),
+                    _ => {
+                        return Err(Error::Invalid(format!(
+                            "the prefix of each of {b} rows must be an Int64 [{b}] tensor of \
+                             indices below {u}, got {:?} {:?}",
+                            s.kind(),
+                            s.size()
+                        )))
+                    }
+                }
+            }
+            None if u == 1 => None,
+            None => {
+                return Err(Error::Invalid(format!(
+                    "{u} prefixes need the index of each row's prefix"
+                )))
+            }
+        };
+        let pm = match prefix_mask {
+            Some(m) => m.to_device(dev),
+            None => Tensor::ones([u, l], (Kind::Int64, dev)),
+        };
+        let mut kv = Vec::with_capacity(self.layers.len());
+        let _ = self.hidden(
+            &prefixes.to_device(dev),
+            &Self::positions(&pm),
+            prefix_mask
+                .is_some()
+                .then(|| Self::padded_mask(&pm))
+                .as_ref(),
+            Past::Record(&mut kv),
+            None,
+        );
+        // Each row's view of its prefix's keys and values, and of its padding.
+        let (kv, pm, lens) = match &source {
+            Some(s) => (
+                kv.iter()
+                    .map(|(k, v)| (k.index_select(0, s), v.index_select(0, s)))
+                    .collect(),
+                pm.index_select(0, s),
+                pm.sum_dim_intlist(1, true, Kind::Int64).index_select(0, s),
+            ),
+            None => {
+                let shape = [b, -1, -1, -1];
+                (
+                    kv.iter()
+                        .map(|(k, v)| (k.expand(shape, false), v.expand(shape, false)))
+                        .collect::<Vec<_>>(),
+                    pm.expand([b, l], false),
+                    Tensor::full([b, 1], l, (Kind::Int64, dev)),
+                )
+            }
+        };
+        let m = match mask {
+            Some(m) => m.to_device(dev),
+            None => Tensor::ones([b, t], (Kind::Int64, dev)),
+        };
+        let positions = Self::positions(&m) + lens;
+        let before = pm
+            .to_kind(Kind::Bool)
+            .view([b, 1, 1, l])
+            .expand([b, 1, t, l], false);
+        let allowed = Tensor::cat(&[before, Self::padded_mask(&m)], 3);
+        Ok(self.hidden(
+            &ids.to_device(dev),
+            &positions,
+            Some(&allowed),
+            Past::Prefix(&kv),
+            None,
+        ))
     }
 
     /// Logits `[B, T, V]` at every position (in the model kind).
@@ -551,11 +681,47 @@ impl DecoderLm {
             .unsqueeze(1)
             .logical_and(&causal)
             .logical_or(&diag);
-        let h = self.hidden(ids, &positions, Some(&allowed), Some(cache), None);
+        let h = self.hidden(ids, &positions, Some(&allowed), Past::Cache(cache), None);
         cache.len = total;
         let _ = cache.slot.fill_(total);
         cache.bias_fresh = false;
         Ok(h)
+    }
+
+    /// Fills the first `L` slots of every row of the empty `cache` with the keys and values of
+    /// `prefix` `[1, L]`, computed once for all rows: a batch whose prompts share their first
+    /// `L` tokens then runs only the rest of each prompt ([`DecoderLm::last_logits_cached`],
+    /// left-padded), with the result of running every prompt whole (up to rounding).
+    pub fn prefill_shared(&self, prefix: &Tensor, cache: &mut KvCache) -> Result<()> {
+        let (pb, l) = self.check_ids(prefix, None)?;
+        if pb != 1 {
+            return Err(Error::Invalid(format!(
+                "a shared prefix is one row [1, L], got {:?}",
+                prefix.size()
+            )));
+        }
+        if !cache.is_empty() || l > cache.capacity {
+            return Err(Error::Invalid(format!(
+                "a shared prefix of {l} tokens needs an empty KV cache of at least that capacity \
+                 (this one holds {} of {})",
+                cache.len, cache.capacity
+            )));
+        }
+        self.check_vocab(prefix)?;
+        let mut one = KvCache::new(self, 1, l)?;
+        let _ = self.hidden_cached(prefix, None, &mut one)?;
+        for (dst, src) in cache.keys.iter_mut().zip(&one.keys) {
+            dst.narrow(2, 0, l).copy_(src);
+        }
+        for (dst, src) in cache.values.iter_mut().zip(&one.values) {
+            dst.narrow(2, 0, l).copy_(src);
+        }
+        let _ = cache.key_mask.narrow(1, 0, l).fill_(1);
+        let _ = cache.next_pos.fill_(l);
+        cache.len = l;
+        let _ = cache.slot.fill_(l);
+        cache.bias_fresh = false;
+        Ok(())
     }
 
     /// Like [`DecoderLm::forward`] but after the tokens in `cache`, which it extends: logits

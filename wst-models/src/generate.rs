@@ -40,6 +40,27 @@ pub struct Generation {
     pub finish_reason: FinishReason,
 }
 
+/// Common leading prompt tokens below this count are prefilled with each row.
+const MIN_SHARED_PREFILL: usize = 4;
+
+/// How many leading tokens all `rows` share, each row keeping at least its last token (whose
+/// output is still to compute): 0 for no rows or an empty one.
+pub fn shared_prefix_len<T: PartialEq, R: AsRef<[T]>>(rows: &[R]) -> usize {
+    let Some((first, rest)) = rows.split_first() else {
+        return 0;
+    };
+    let first = first.as_ref();
+    rest.iter().fold(first.len().saturating_sub(1), |l, row| {
+        let row = row.as_ref();
+        first[..l]
+            .iter()
+            .zip(row)
+            .take_while(|(a, b)| a == b)
+            .count()
+            .min(row.len().saturating_sub(1))
+    })
+}
+
 /// Samples continuations from a model.
 #[derive(Debug, Clone)]
 pub struct Generator<'a> {
@@ -205,11 +226,33 @@ impl<'a> Generator<'a> {
     ) -> Result<Vec<Generation>> {
         let device = self.model.device();
         let b = prompts.len();
-        let len = prompts.iter().map(Vec::len).max().unwrap_or(0);
         let max_new = params.max_new_tokens;
-        let mut ids = vec![i64::from(self.pad_id); b * len];
-        let mut mask = vec![0i64; b * len];
-        for (row, p) in prompts.iter().enumerate() {
+        // The prompt forward runs once per distinct prompt (the teacher's samples of one query,
+        // a student's replies to one request), its cache rows copied to the rows that share it;
+        // and the distinct prompts' common start (a system message) runs once for all of them
+        // (batch 1), each prompt's remainder after it, left-padded.
+        let mut distinct: Vec<&[u32]> = Vec::new();
+        let mut index: std::collections::HashMap<&[u32], i64> = std::collections::HashMap::new();
+        let source: Vec<i64> = prompts
+            .iter()
+            .map(|p| {
+                *index.entry(p.as_slice()).or_insert_with(|| {
+                    distinct.push(p.as_slice());
+                    distinct.len() as i64 - 1
+                })
+            })
+            .collect();
+        let u = distinct.len();
+        let shared = match shared_prefix_len(&distinct) {
+            l if u > 1 && l >= MIN_SHARED_PREFILL => l,
+            _ => 0,
+        };
+        let full = prompts.iter().map(Vec::len).max().unwrap_or(0);
+        let len = full - shared;
+        let mut ids = vec![i64::from(self.pad_id); u * len];
+        let mut mask = vec![0i64; u * len];
+        for (row, p) in distinct.iter().enumerate() {
+            let p = &p[shared..];
             let start = row * len + len - p.len();
             for (j, &t) in p.iter().enumerate() {
                 ids[start + j] = i64::from(t);
@@ -230,15 +273,28 @@ impl<'a> Generator<'a> {
             None
         };
 
-        let shape = [b as i64, len as i64];
+        let shape = [u as i64, len as i64];
         let ids = Tensor::f_from_slice(&ids)?.view(shape).to_device(device);
         let mask = Tensor::f_from_slice(&mask)?.view(shape).to_device(device);
         // Capacity rounded up to a multiple of 16: aligned rows for the attention kernels.
-        let capacity = (len + max_new).div_ceil(16) * 16;
-        let mut cache = KvCache::new(self.model, b as i64, capacity as i64)?;
-        let logits = self
+        let capacity = (full + max_new).div_ceil(16) * 16;
+        let mut cache = KvCache::new(self.model, u as i64, capacity as i64)?;
+        if shared > 0 {
+            let prefix: Vec<i64> = distinct[0][..shared]
+                .iter()
+                .map(|&t| i64::from(t))
+                .collect();
+            let prefix = Tensor::f_from_slice(&prefix)?.view([1, shared as i64]);
+            self.model.prefill_shared(&prefix, &mut cache)?;
+        }
+        let mut logits = self
             .model
             .last_logits_cached(&ids, Some(&mask), &mut cache)?;
+        if u < b {
+            let source = Tensor::f_from_slice(&source)?.to_device(device);
+            cache.keep_rows(&source);
+            logits = logits.index_select(0, &source);
+        }
         let mut bufs = DecodeBuffers::new(b as i64, max_new as i64, uniforms.as_deref(), device)?;
         bufs.emit(&logits, params)?;
         self.model.prepare_static(&mut cache);
@@ -261,6 +317,10 @@ impl<'a> Generator<'a> {
         });
         let mut done = 1; // steps whose tokens are in the buffers
         let mut read = 0; // steps the host has read
+                          // The prompts' indices of the batch's rows: on the CPU, rows that finished leave the
+                          // batch once enough have (`COMPACT_SHARE`), so they cost no more decoding steps.
+        let mut rows: Vec<usize> = (0..b).collect();
+        let compacts = device == Device::Cpu && graph.is_none();
         loop {
             if done - read >= check_every || done == max_new {
                 let n = done - read;
@@ -272,14 +332,14 @@ impl<'a> Generator<'a> {
                 };
                 let ids = Vec::<i64>::try_from(unread(&bufs.ids))?;
                 let lps = Vec::<f32>::try_from(unread(&bufs.logprobs))?;
-                for row in 0..b {
+                for (i, &row) in rows.iter().enumerate() {
                     for j in 0..n {
                         if finished[row].is_some() {
                             break;
                         }
-                        let t = ids[row * n + j] as u32;
+                        let t = ids[i * n + j] as u32;
                         tokens[row].push(t);
-                        logprobs[row].push(lps[row * n + j]);
+                        logprobs[row].push(lps[i * n + j]);
                         let stopped = self.eos_ids.contains(&t)
                             || (max_stop_chars > 0
                                 && self.hits_stop(&tokens[row], params, max_stop_chars)?);
@@ -293,6 +353,21 @@ impl<'a> Generator<'a> {
                 read = done;
                 if finished.iter().all(Option::is_some) || done == max_new {
                     break;
+                }
+                let open: Vec<i64> = (0..rows.len())
+                    .filter(|&i| finished[rows[i]].is_none())
+                    .map(|i| i as i64)
+                    .collect();
+                let gone = rows.len() - open.len();
+                if compacts
+                    && gone > 0
+                    && gone * COMPACT_SHARE >= rows.len()
+                    && max_new - done >= COMPACT_MIN_STEPS
+                {
+                    let keep = Tensor::f_from_slice(&open)?.to_device(device);
+                    cache.keep_rows(&keep);
+                    bufs.keep_rows(&keep);
+                    rows = open.iter().map(|&i| rows[i as usize]).collect();
                 }
             }
             // One more step: the next token of every row.
@@ -373,6 +448,13 @@ impl<'a> Generator<'a> {
 /// Steps between reads of the sampled ids on CUDA (each read waits for the GPU).
 const CUDA_CHECK_EVERY: usize = 8;
 
+/// Finished rows leave a CPU batch once they are at least one in this many of its rows
+/// (compacting copies the cache: worth it for a share of the rows, not for each one)...
+const COMPACT_SHARE: usize = 8;
+
+/// ...and at least this many decoding steps may remain.
+const COMPACT_MIN_STEPS: usize = 4;
+
 /// Eager decode steps on the graph's stream before the capture (cuBLAS workspaces and the
 /// allocator's blocks for the step exist by then).
 const GRAPH_WARMUP_STEPS: usize = 2;
@@ -408,6 +490,14 @@ impl DecodeBuffers {
                 None => None,
             },
         })
+    }
+
+    /// Keeps the rows `keep` (indices, Int64) of every buffer, in that order.
+    fn keep_rows(&mut self, keep: &Tensor) {
+        self.tokens = self.tokens.index_select(0, keep);
+        self.ids = self.ids.index_select(0, keep);
+        self.logprobs = self.logprobs.index_select(0, keep);
+        self.uniforms = self.uniforms.as_ref().map(|u| u.index_select(1, keep));
     }
 
     /// Samples from `logits` `[B, V]` with this step's uniforms, records the ids and

@@ -432,7 +432,6 @@ mod tests {
             weight_decay: 0.01,
         };
         let (lr, max_norm, steps) = (1e-2, 1.0, 5);
-        tch::manual_seed(3);
         // Lengths around the 4 SIMD lanes, and one bf16 variable (an f32 master).
         let shapes: [(&str, i64, Kind); 4] = [
             ("a", 7, Kind::Float),
@@ -440,14 +439,17 @@ mod tests {
             ("c", 1, Kind::Float),
             ("d", 9, Kind::BFloat16),
         ];
-        let init: Vec<Tensor> = shapes
-            .iter()
-            .map(|&(_, n, k)| Tensor::randn([n], (Kind::Float, tch::Device::Cpu)).to_kind(k))
-            .collect();
-        let grads: Vec<Tensor> = shapes
-            .iter()
-            .map(|&(_, n, _)| Tensor::randn([n], (Kind::Float, tch::Device::Cpu)))
-            .collect();
+        let (init, grads) = crate::seeded(3, || {
+            let init: Vec<Tensor> = shapes
+                .iter()
+                .map(|&(_, n, k)| Tensor::randn([n], (Kind::Float, tch::Device::Cpu)).to_kind(k))
+                .collect();
+            let grads: Vec<Tensor> = shapes
+                .iter()
+                .map(|&(_, n, _)| Tensor::randn([n], (Kind::Float, tch::Device::Cpu)))
+                .collect();
+            (init, grads)
+        });
         let f64s = |t: &Tensor| Vec::<f64>::try_from(t.to_kind(Kind::Double)).unwrap();
         let mut want: Vec<Vec<f64>> = init.iter().map(f64s).collect();
         let g64: Vec<Vec<f64>> = grads.iter().map(f64s).collect();

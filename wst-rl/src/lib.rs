@@ -107,6 +107,17 @@ pub mod tiny;
 mod trainer;
 pub mod update;
 
+/// Runs `draw` with torch's global generator seeded with `seed`, holding a lock that every
+/// test drawing from that generator holds: tests run on several threads, and one seeding while
+/// another draws would change the other's numbers.
+#[cfg(test)]
+pub(crate) fn seeded<T>(seed: i64, draw: impl FnOnce() -> T) -> T {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _held = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    tch::manual_seed(seed);
+    draw()
+}
+
 pub use error::{Error, Result};
 pub use lm::LmPolicy;
 pub use metrics::StepMetrics;

@@ -83,14 +83,26 @@ pub fn load_weights(vs: &mut nn::VarStore, path: &Path) -> Result<Vec<String>> {
 }
 
 /// The body of a decoder for a batch: final-normed hidden states at the completion-predicting
-/// positions, `[N, completion_len, H]` (plain causal attention when no row is padded).
+/// positions, `[N, completion_len, H]` (plain causal attention when no row is padded; prompt
+/// tokens the batch shares, [`TokenBatch::shared`], run once).
 pub fn decoder_features(model: &DecoderLm, batch: &TokenBatch) -> Result<Tensor> {
-    let mask = batch.padded.then_some(&batch.attention_mask);
-    Ok(model.hidden_states(&batch.ids, mask)?.narrow(
-        1,
-        batch.prompt_len as i64 - 1,
-        batch.completion_len as i64,
-    ))
+    let (h, prompt_len) = match &batch.shared {
+        Some(s) => (
+            model.hidden_states_after(
+                &s.prefixes,
+                s.prefix_mask.as_ref(),
+                s.source.as_ref(),
+                &s.ids,
+                Some(&s.attention_mask),
+            )?,
+            s.prompt_len,
+        ),
+        None => {
+            let mask = batch.padded.then_some(&batch.attention_mask);
+            (model.hidden_states(&batch.ids, mask)?, batch.prompt_len)
+        }
+    };
+    Ok(h.narrow(1, prompt_len as i64 - 1, batch.completion_len as i64))
 }
 
 impl Policy for LmPolicy {

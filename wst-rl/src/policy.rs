@@ -60,6 +60,131 @@ pub struct TokenBatch {
     /// Some row has a pad (else `attention_mask` is all ones and a model may run plain causal
     /// attention without it).
     pub padded: bool,
+    /// Prompt tokens that several rows share, run once for them: the prompt of a query that
+    /// a group of samples continues, or the opening every prompt has (a system message). A
+    /// model may use it ([`wst_models::DecoderLm::hidden_states_after`]); `None` (nothing
+    /// shared, or not enough to pay off) runs every row whole.
+    pub shared: Option<SharedPrefix>,
+}
+
+/// Fewer common leading prompt tokens than this are not worth a separate forward pass.
+pub const MIN_SHARED_PREFIX: usize = 4;
+
+/// Prompt prefixes of a [`TokenBatch`] and its rows after them. A prefix is never a whole
+/// prompt: each row keeps at least its last prompt token, whose output predicts the first
+/// completion token.
+#[derive(Debug)]
+pub struct SharedPrefix {
+    /// `[U, L]` the prefixes (left-padded when `prefix_mask` is set).
+    pub prefixes: Tensor,
+    /// `[U, L]` their padding mask (`None`: no pads).
+    pub prefix_mask: Option<Tensor>,
+    /// `[N]` the prefix each row continues (`None`: the one prefix, `U = 1`).
+    pub source: Option<Tensor>,
+    /// `[N, prompt_len + completion_len]` the rows after their prefix, laid out as
+    /// [`TokenBatch::ids`] (prompt remainders left-padded, completions right-padded).
+    pub ids: Tensor,
+    /// The attention mask of `ids`.
+    pub attention_mask: Tensor,
+    /// Columns of the prompt remainders in `ids`.
+    pub prompt_len: usize,
+}
+
+/// `(ids, mask, prompt columns, completion columns)` of `pairs` with each prompt's first
+/// `skip[row]` tokens left out, prompts left-padded and completions right-padded to the
+/// longest.
+fn pack(
+    pairs: &[(&[i64], &[i64])],
+    skip: impl Fn(usize) -> usize,
+    pad_id: i64,
+) -> (Vec<i64>, Vec<i64>, usize, usize) {
+    let rest = |row: usize| &pairs[row].0[skip(row)..];
+    let p_len = (0..pairs.len()).map(|r| rest(r).len()).max().unwrap_or(0);
+    let c_len = pairs.iter().map(|(_, c)| c.len()).max().unwrap_or(0).max(1);
+    let width = p_len + c_len;
+    let mut ids = vec![pad_id; pairs.len() * width];
+    let mut att = vec![0i64; pairs.len() * width];
+    for (row, (_, c)) in pairs.iter().enumerate() {
+        let base = row * width;
+        let p = rest(row);
+        let off = p_len - p.len();
+        for (i, &t) in p.iter().chain(c.iter()).enumerate() {
+            ids[base + off + i] = t;
+            att[base + off + i] = 1;
+        }
+    }
+    (ids, att, p_len, c_len)
+}
+
+/// The cheaper way, if any beats running every row whole, to share prompt tokens among
+/// `pairs`, counted in token positions: one forward per distinct prompt (less its last token),
+/// or one forward of the prefix common to all prompts.
+fn share(pairs: &[(&[i64], &[i64])], pad_id: i64, device: Device) -> Option<SharedPrefix> {
+    let n = pairs.len();
+    if n < 2 {
+        return None;
+    }
+    let tensor = |v: &[i64], rows: usize| {
+        Tensor::from_slice(v)
+            .view([rows as i64, (v.len() / rows) as i64])
+            .to_device(device)
+    };
+    let prompts: Vec<&[i64]> = pairs.iter().map(|(p, _)| *p).collect();
+    let c_len = pairs.iter().map(|(_, c)| c.len()).max().unwrap_or(0).max(1);
+    let p_len = prompts.iter().map(|p| p.len()).max().unwrap_or(0);
+    let whole = n * (p_len + c_len);
+    // Distinct prompts, in order of first appearance.
+    let mut distinct: Vec<&[i64]> = Vec::new();
+    let mut index = std::collections::HashMap::new();
+    let source: Vec<i64> = prompts
+        .iter()
+        .map(|p| {
+            *index.entry(*p).or_insert_with(|| {
+                distinct.push(*p);
+                distinct.len() as i64 - 1
+            })
+        })
+        .collect();
+    let u = distinct.len();
+    let by_prompt =
+        (u < n && prompts.iter().all(|p| p.len() >= 2)).then(|| u * (p_len - 1) + n * (1 + c_len));
+    let common = wst_models::shared_prefix_len(&prompts);
+    let by_common = (common >= MIN_SHARED_PREFIX).then(|| common + n * (p_len - common + c_len));
+    match (by_prompt, by_common) {
+        (Some(g), c) if g < whole && c.is_none_or(|c| g <= c) => {
+            let l = p_len - 1;
+            let mut ids = vec![pad_id; u * l];
+            let mut mask = vec![0i64; u * l];
+            for (row, p) in distinct.iter().enumerate() {
+                let p = &p[..p.len() - 1];
+                let off = row * l + l - p.len();
+                ids[off..off + p.len()].copy_from_slice(p);
+                mask[off..off + p.len()].fill(1);
+            }
+            let padded = mask.contains(&0);
+            let (rest, att, rp, _) = pack(pairs, |r| prompts[r].len() - 1, pad_id);
+            Some(SharedPrefix {
+                prefixes: tensor(&ids, u),
+                prefix_mask: padded.then(|| tensor(&mask, u)),
+                source: Some(Tensor::from_slice(&source).to_device(device)),
+                ids: tensor(&rest, n),
+                attention_mask: tensor(&att, n),
+                prompt_len: rp,
+            })
+        }
+        (_, Some(c)) if c < whole => {
+            let (rest, att, rp, _) = pack(pairs, |_| common, pad_id);
+            Some(SharedPrefix {
+                prefixes: tensor(&prompts[0][..common], 1),
+                prefix_mask: None,
+                source: None,
+                ids: tensor(&rest, n),
+                attention_mask: tensor(&att, n),
+                prompt_len: rp,
+            })
+        }
+        _ => None,
+    }
 }
 
 impl TokenBatch {
@@ -74,36 +199,25 @@ impl TokenBatch {
                 "TokenBatch::new: a prompt has no token".into(),
             ));
         }
-        let p_len = pairs.iter().map(|(p, _)| p.len()).max().unwrap_or(0);
-        let c_len = pairs.iter().map(|(_, c)| c.len()).max().unwrap_or(0).max(1);
-        let width = p_len + c_len;
+        let (ids, att, p_len, c_len) = pack(pairs, |_| 0, pad_id);
         let n = pairs.len();
-        let mut ids = vec![pad_id; n * width];
-        let mut att = vec![0i64; n * width];
         let mut cmask = vec![0f32; n * c_len];
-        for (row, (p, c)) in pairs.iter().enumerate() {
-            let base = row * width;
-            let off = p_len - p.len();
-            for (i, &t) in p.iter().enumerate() {
-                ids[base + off + i] = t;
-                att[base + off + i] = 1;
-            }
-            for (j, &t) in c.iter().enumerate() {
-                ids[base + p_len + j] = t;
-                att[base + p_len + j] = 1;
-                cmask[row * c_len + j] = 1.0;
-            }
+        for (row, (_, c)) in pairs.iter().enumerate() {
+            cmask[row * c_len..row * c_len + c.len()].fill(1.0);
         }
-        let shape = [n as i64, width as i64];
+        let shape = [n as i64, (p_len + c_len) as i64];
+        let tensor = |v: &[i64]| Tensor::from_slice(v).view(shape).to_device(device);
+        let shared = share(pairs, pad_id, device);
         Ok(TokenBatch {
-            ids: Tensor::from_slice(&ids).view(shape).to_device(device),
-            attention_mask: Tensor::from_slice(&att).view(shape).to_device(device),
+            ids: tensor(&ids),
+            attention_mask: tensor(&att),
             completion_mask: Tensor::from_slice(&cmask)
                 .view([n as i64, c_len as i64])
                 .to_device(device),
             prompt_len: p_len,
             completion_len: c_len,
             padded: att.contains(&0),
+            shared,
         })
     }
 

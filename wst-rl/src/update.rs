@@ -412,13 +412,16 @@ mod tests {
     fn tiny_model(arch: Arch, seed: i64) -> DecoderLm {
         let mut config = DecoderConfig::tiny(arch);
         config.vocab_size = 64;
-        DecoderLm::random(config, Device::Cpu, seed).unwrap()
+        crate::seeded(seed, || {
+            DecoderLm::random(config, Device::Cpu, seed).unwrap()
+        })
     }
 
     /// Four rows of `cols` token ids in [1, 64), seeded.
     fn random_rows(seed: i64, cols: i64) -> Vec<Vec<i64>> {
-        tch::manual_seed(seed);
-        let ids = Tensor::randint_low(1, 64, [4, cols], (Kind::Int64, Device::Cpu));
+        let ids = crate::seeded(seed, || {
+            Tensor::randint_low(1, 64, [4, cols], (Kind::Int64, Device::Cpu))
+        });
         Vec::try_from(&ids).unwrap()
     }
 
@@ -452,10 +455,13 @@ mod tests {
 
     #[test]
     fn head_terms_are_target_logprobs_exactly_with_their_gradient_and_the_entropy() {
-        tch::manual_seed(9);
-        let raw = Tensor::randn([3, 5, 40], (Kind::Float, Device::Cpu)) * 4.0;
-        let targets = Tensor::randint_low(0, 40, [3, 5], (Kind::Int64, Device::Cpu));
-        let weights = Tensor::randn([3, 5], (Kind::Float, Device::Cpu));
+        let (raw, targets, weights) = crate::seeded(9, || {
+            (
+                Tensor::randn([3, 5, 40], (Kind::Float, Device::Cpu)) * 4.0,
+                Tensor::randint_low(0, 40, [3, 5], (Kind::Int64, Device::Cpu)),
+                Tensor::randn([3, 5], (Kind::Float, Device::Cpu)),
+            )
+        });
         let run = |reference: bool| {
             let logits = raw.copy().set_requires_grad(true);
             let (lp, ent) = if reference {
@@ -515,11 +521,13 @@ mod tests {
         let scorer = DecoderScorer(&model);
         let mut micro = micro_batches(&ids, &[0.5, -1.0, 2.0, 0.25], 4, 2);
         // The sampling policy: the current one, shifted per token, so the ratios are not 1.
-        for mb in &mut micro {
+        for (i, mb) in micro.iter_mut().enumerate() {
             let f = tch::no_grad(|| scorer.features(&mb.batch)).unwrap();
             let t = mb.batch.completion_ids();
             let (lp, _) = tch::no_grad(|| head_all(&scorer, &f, &t, 1.0, 64)).unwrap();
-            let shift = Tensor::randn(lp.size(), (Kind::Float, Device::Cpu)) * 0.1;
+            let shift = crate::seeded(20 + i as i64, || {
+                Tensor::randn(lp.size(), (Kind::Float, Device::Cpu)) * 0.3
+            });
             mb.old_logprobs = Some(lp + shift);
         }
         let micro = mini(micro);
@@ -562,6 +570,77 @@ mod tests {
                 "{lt:?} q {q}: relative gradient difference {diff}"
             );
         }
+    }
+
+    #[test]
+    fn shared_prompt_tokens_run_once_give_the_loss_and_gradients_of_whole_rows() {
+        for arch in [Arch::Qwen2, Arch::Gemma] {
+            let model = tiny_model(arch, 6);
+            // Four rows whose prompts open with the same 6 tokens; prompts of 8 and 9 tokens,
+            // completions of 3 to 5 (padding on both sides): one common prefix. Then two
+            // prompts of 7 and 9 tokens, each continued by two rows: one forward per prompt.
+            let mut rows = random_rows(4, 14);
+            let opening = rows[0][..6].to_vec();
+            for r in &mut rows {
+                r[..6].copy_from_slice(&opening);
+            }
+            let mut grouped = random_rows(7, 14);
+            let (a, b) = (grouped[0][..7].to_vec(), grouped[1][..9].to_vec());
+            grouped[2][..7].copy_from_slice(&a);
+            grouped[3][..9].copy_from_slice(&b);
+            let layouts = [
+                (&rows, [8, 9, 8, 9], [12, 14, 11, 13], [1, 6], false),
+                (&grouped, [7, 9, 7, 9], [12, 14, 11, 10], [2, 8], true),
+            ];
+            for (rows, cuts, ends, prefix_shape, by_prompt) in layouts {
+                let pairs: Vec<(&[i64], &[i64])> = rows
+                    .iter()
+                    .zip(cuts.iter().zip(ends))
+                    .map(|(r, (&p, e))| (&r[..p], &r[p..e]))
+                    .collect();
+                let batch = || TokenBatch::new(&pairs, 0, Device::Cpu).unwrap();
+                let shared = batch();
+                let s = shared.shared.as_ref().expect("prompt tokens are shared");
+                assert_eq!(s.prefixes.size(), prefix_shape);
+                assert_eq!(s.source.is_some(), by_prompt);
+                let mut whole = batch();
+                whole.shared = None;
+                let scorer = DecoderScorer(&model);
+                let run = |b: TokenBatch| {
+                    zero_grad(model.var_store());
+                    let m = mini(vec![MicroBatch {
+                        batch: b,
+                        advantages: Tensor::from_slice(&[1.0f32, -0.5, 0.25, -1.0]),
+                        old_logprobs: None,
+                        ref_logprobs: None,
+                    }]);
+                    let mut sums = Sums::new(Device::Cpu);
+                    accumulate(&scorer, &m, &options(false, 2), &mut sums).unwrap();
+                    (
+                        sums.loss.double_value(&[]),
+                        sums.entropy.double_value(&[]),
+                        grads(&model),
+                    )
+                };
+                let (l1, e1, g1) = run(whole);
+                let (l2, e2, g2) = run(shared);
+                assert!((l1 - l2).abs() < 1e-6, "{arch:?}: {l1} vs {l2}");
+                assert!((e1 - e2).abs() < 1e-4, "{arch:?}: entropy {e1} vs {e2}");
+                let norm = g1.norm().double_value(&[]);
+                let diff = (&g1 - &g2).norm().double_value(&[]) / norm;
+                assert!(
+                    norm > 0.0 && diff < 1e-5,
+                    "{arch:?} by prompt {by_prompt}: gradients differ by {diff}"
+                );
+            }
+        }
+        // Prompts that share nothing run whole.
+        let rows = random_rows(5, 8);
+        let pairs: Vec<(&[i64], &[i64])> = rows.iter().map(|r| (&r[..5], &r[5..])).collect();
+        assert!(TokenBatch::new(&pairs, 0, Device::Cpu)
+            .unwrap()
+            .shared
+            .is_none());
     }
 
     #[test]

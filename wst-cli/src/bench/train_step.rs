@@ -33,6 +33,11 @@ pub struct TrainBench {
     /// Sequences per forward/backward.
     #[arg(long, default_value_t = 16)]
     micro_batch: usize,
+    /// Consecutive sequences that share their prompt, as the G samples of a query do in GRPO
+    /// (1: every prompt differs). The update runs a shared prompt once per micro-batch
+    /// (`TokenBatch::shared`); the work of a reference without that sharing does not change.
+    #[arg(long, default_value_t = 1)]
+    group: usize,
     /// Positions whose f32 logits exist at once in the output head.
     #[arg(long, default_value_t = 64)]
     chunk: usize,
@@ -54,6 +59,7 @@ pub fn run(a: TrainBench) -> Result<()> {
         ("batch", a.batch),
         ("seq", a.seq),
         ("micro-batch", a.micro_batch),
+        ("group", a.group),
         ("chunk", a.chunk),
         ("iters", a.timing.iters),
     ] {
@@ -107,7 +113,14 @@ pub fn run(a: TrainBench) -> Result<()> {
         a.model.seed,
         Device::Cpu,
     );
-    let rows = Vec::<Vec<i64>>::try_from(&ids)?;
+    let mut rows = Vec::<Vec<i64>>::try_from(&ids)?;
+    for g in 0..rows.len() {
+        let first = g - g % a.group;
+        if first != g {
+            let prompt = rows[first][..a.prompt_len].to_vec();
+            rows[g][..a.prompt_len].copy_from_slice(&prompt);
+        }
+    }
     tch::manual_seed(a.model.seed as i64 + 1);
     let adv = Tensor::randn([a.batch as i64], (Kind::Float, Device::Cpu));
     // The same sequences are scored every step: prompt tokens, then completion tokens.
@@ -176,6 +189,7 @@ pub fn run(a: TrainBench) -> Result<()> {
         "seq": a.seq,
         "prompt_len": a.prompt_len,
         "micro_batch": a.micro_batch,
+        "group": a.group,
         "chunk": a.chunk,
         "head": if a.one_pass_head { "one-pass" } else { "chunked-backward" },
         "iters": a.timing.iters,
@@ -197,13 +211,14 @@ pub fn run(a: TrainBench) -> Result<()> {
         &[
             format!(
                 "train-step {name} on {device:?} ({}, {training}: {:.1}M of {:.1}M weights \
-                 trained): {} x {} tokens, micro-batch {}",
+                 trained): {} x {} tokens, micro-batch {}, prompts shared by {}",
                 kind_name(kind),
                 trainable_params as f64 / 1e6,
                 total_params as f64 / 1e6,
                 a.batch,
                 a.seq,
-                a.micro_batch
+                a.micro_batch,
+                a.group
             ),
             format!(
                 "{:.1} ms/step, {tokens_per_s:.0} tokens/s (median of {} steps), peak memory \

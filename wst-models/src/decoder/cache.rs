@@ -96,6 +96,19 @@ impl KvCache {
         self.len += n;
     }
 
+    /// Keeps the rows `keep` (indices, Int64, on the cache's device) in that order: drops
+    /// the others (rows that finished generating) or repeats some (rows whose prompt one
+    /// forward computed).
+    pub(crate) fn keep_rows(&mut self, keep: &Tensor) {
+        for t in self.keys.iter_mut().chain(self.values.iter_mut()) {
+            *t = t.index_select(0, keep);
+        }
+        self.key_mask = self.key_mask.index_select(0, keep);
+        self.next_pos = self.next_pos.index_select(0, keep);
+        self.bias = self.bias.index_select(0, keep);
+        self.batch = keep.size()[0];
+    }
+
     /// Empties the cache for reuse with a new batch of the same size.
     pub fn reset(&mut self) {
         self.len = 0;

@@ -235,7 +235,7 @@ impl DecoderLm {
                         .unsqueeze(0)
                         .expand([b, t], false);
                     let mut stats = Vec::new();
-                    let _ = self.hidden(&ids, &pos, None, None, Some(&mut stats));
+                    let _ = self.hidden(&ids, &pos, None, super::Past::None, Some(&mut stats));
                     Some(stats)
                 }
                 None => None,

@@ -204,3 +204,149 @@ fn static_decode_step_equals_the_growing_cache_and_checks_its_input() -> TestRes
     }
     Ok(())
 }
+
+/// Gradients of every trainable variable, flattened into one f64 vector.
+fn grads(m: &DecoderLm) -> Tensor {
+    let parts: Vec<Tensor> = m
+        .var_store()
+        .trainable_variables()
+        .iter()
+        .map(|v| {
+            // The output head gets none from hidden states.
+            let g = v.grad();
+            let g = if g.defined() { g } else { v.zeros_like() };
+            g.to_kind(Kind::Double).flatten(0, -1)
+        })
+        .collect();
+    Tensor::cat(&parts, 0)
+}
+
+#[test]
+fn a_shared_prefix_run_once_equals_each_row_whole_with_gradients() -> TestResult {
+    for (arch, kind) in [
+        (Arch::Llama, Kind::Float),
+        (Arch::Qwen2, Kind::Float),
+        (Arch::Gemma, Kind::Float),
+        (Arch::Qwen2, Kind::BFloat16),
+    ] {
+        let mut m = DecoderLm::random(DecoderConfig::tiny(arch), Device::Cpu, 11)?;
+        if kind != Kind::Float {
+            m.var_store_mut().set_kind(kind);
+        }
+        let prefix = random_ids(1, 6, 128, 12);
+        // Row 0 is 5 tokens, row 1 is 3 tokens left-padded by 1 and 1 right pad.
+        let rest = random_ids(3, 5, 128, 13);
+        let mask = Tensor::ones([3, 5], (Kind::Int64, Device::Cpu));
+        let _ = mask.get(1).narrow(0, 0, 1).fill_(0);
+        let _ = mask.get(1).narrow(0, 4, 1).fill_(0);
+        let _ = mask.get(2).narrow(0, 0, 2).fill_(0);
+        let weights = Tensor::randn([3, 5, 1], (Kind::Float, Device::Cpu)) * &mask.unsqueeze(-1);
+        let run = |shared: bool| -> Result<(Tensor, Tensor), wst_models::Error> {
+            m.var_store().trainable_variables().iter().for_each(|v| {
+                let mut g = v.grad();
+                if g.defined() {
+                    let _ = g.zero_();
+                }
+            });
+            let h = if shared {
+                m.hidden_states_after(&prefix, None, None, &rest, Some(&mask))?
+            } else {
+                let ids = Tensor::cat(&[prefix.expand([3, 6], false), rest.shallow_clone()], 1);
+                let full_mask = Tensor::cat(
+                    &[
+                        Tensor::ones([3, 6], (Kind::Int64, Device::Cpu)),
+                        mask.shallow_clone(),
+                    ],
+                    1,
+                );
+                m.hidden_states(&ids, Some(&full_mask))?.narrow(1, 6, 5)
+            };
+            (h.to_kind(Kind::Float) * &weights)
+                .sum(Kind::Float)
+                .backward();
+            Ok((
+                h.detach().to_kind(Kind::Float) * &mask.unsqueeze(-1),
+                grads(&m),
+            ))
+        };
+        let (h1, g1) = run(false)?;
+        let (h2, g2) = run(true)?;
+        let tol = if kind == Kind::Float { 1e-5 } else { 0.05 };
+        let scale = h1.abs().max().double_value(&[]);
+        let d = max_abs_diff(&h1, &h2) / scale;
+        assert!(d < tol, "{arch:?} {kind:?}: hidden states differ by {d}");
+        let gd = (&g1 - &g2).norm().double_value(&[]) / g1.norm().double_value(&[]);
+        assert!(
+            gd < tol * 10.0 && g1.norm().double_value(&[]) > 0.0,
+            "{arch:?} {kind:?}: gradients differ by {gd}"
+        );
+    }
+    // Several prefixes, one of them left-padded, each continued by some rows.
+    let m = DecoderLm::random(DecoderConfig::tiny(Arch::Llama), Device::Cpu, 1)?;
+    let prefixes = random_ids(2, 5, 128, 4);
+    let pmask = Tensor::ones([2, 5], (Kind::Int64, Device::Cpu));
+    let _ = pmask.get(1).narrow(0, 0, 2).fill_(0);
+    let source = Tensor::from_slice(&[1i64, 0, 1]);
+    let rest = random_ids(3, 4, 128, 5);
+    let got = m.hidden_states_after(&prefixes, Some(&pmask), Some(&source), &rest, None)?;
+    for (row, p) in [(0i64, 1i64), (1, 0), (2, 1)] {
+        let skip = if p == 1 { 2 } else { 0 };
+        let own = prefixes.get(p).narrow(0, skip, 5 - skip);
+        let ids = Tensor::cat(&[own, rest.get(row)], 0).unsqueeze(0);
+        let want = m.hidden_states(&ids, None)?.get(0).narrow(0, 5 - skip, 4);
+        let d = max_abs_diff(&want, &got.get(row));
+        assert!(d < 1e-5, "row {row}: {d}");
+    }
+    // Bad prefixes are errors.
+    let rest = random_ids(2, 3, 128, 2);
+    let two = random_ids(2, 4, 128, 3);
+    assert!(m
+        .hidden_states_after(&two, None, None, &rest, None)
+        .is_err());
+    let far = Tensor::from_slice(&[0i64, 2]);
+    assert!(m
+        .hidden_states_after(&two, None, Some(&far), &rest, None)
+        .is_err());
+    let bad = random_ids(1, 4, 128, 3) + 1000;
+    assert!(m
+        .hidden_states_after(&bad, None, None, &rest, None)
+        .is_err());
+    Ok(())
+}
+
+#[test]
+fn a_prefilled_shared_prefix_gives_the_logits_of_whole_prompts() -> TestResult {
+    for arch in ARCHS {
+        let m = DecoderLm::random(DecoderConfig::tiny(arch), Device::Cpu, 21)?;
+        let prefix = random_ids(1, 7, 128, 22);
+        let rest = random_ids(2, 4, 128, 23);
+        let mask = Tensor::ones([2, 4], (Kind::Int64, Device::Cpu));
+        let _ = mask.get(1).narrow(0, 0, 2).fill_(0);
+        let whole = Tensor::cat(&[prefix.expand([2, 7], false), rest.shallow_clone()], 1);
+        let whole_mask = Tensor::cat(
+            &[
+                Tensor::ones([2, 7], (Kind::Int64, Device::Cpu)),
+                mask.shallow_clone(),
+            ],
+            1,
+        );
+        let mut c1 = KvCache::new(&m, 2, 16)?;
+        let want = m.last_logits_cached(&whole, Some(&whole_mask), &mut c1)?;
+        let mut c2 = KvCache::new(&m, 2, 16)?;
+        m.prefill_shared(&prefix, &mut c2)?;
+        assert_eq!(c2.len(), 7);
+        let got = m.last_logits_cached(&rest, Some(&mask), &mut c2)?;
+        assert!(max_abs_diff(&want, &got) < 1e-5, "{arch:?}");
+        // And decoding continues alike.
+        let next = got.argmax(-1, true);
+        let a = m.forward_cached(&next, None, &mut c1)?;
+        let b = m.forward_cached(&next, None, &mut c2)?;
+        assert!(max_abs_diff(&a, &b) < 1e-5, "{arch:?} after a step");
+        // A cache in use, or too small, is refused.
+        assert!(m.prefill_shared(&prefix, &mut c2).is_err());
+        assert!(m
+            .prefill_shared(&prefix, &mut KvCache::new(&m, 2, 4)?)
+            .is_err());
+    }
+    Ok(())
+}

@@ -198,3 +198,95 @@ fn row_rngs_make_each_row_independent_of_its_batch() -> TestResult {
     );
     Ok(())
 }
+
+#[test]
+fn prompts_with_a_common_start_sample_what_each_alone_would() -> TestResult {
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+    let (m, tok) = setup();
+    let g = Generator::new(&m, &tok, &[], 0);
+    // A system message every prompt opens with: prefilled once for the batch.
+    let opening = tok.encode("You are a careful assistant. Answer briefly.", false)?;
+    assert!(opening.len() >= 6);
+    let ps: Vec<Vec<u32>> = prompts(&tok)
+        .into_iter()
+        .map(|p| opening.iter().chain(&p).copied().collect())
+        .collect();
+    assert!(wst_models::shared_prefix_len(&ps) >= opening.len());
+    let params = SamplingParams {
+        temperature: 1.0,
+        max_new_tokens: 6,
+        ..SamplingParams::default()
+    };
+    let rng = |s: u64| ChaCha8Rng::seed_from_u64(s);
+    let batch = g.generate_with_row_rngs(&ps, &params, &mut [rng(1), rng(2), rng(3)])?;
+    for (i, (p, o)) in ps.iter().zip(&batch).enumerate() {
+        let alone =
+            g.generate_with_row_rngs(std::slice::from_ref(p), &params, &mut [rng(i as u64 + 1)])?;
+        assert_eq!(o.token_ids, alone[0].token_ids, "row {i}");
+        let all: Vec<u32> = p.iter().chain(&o.token_ids).copied().collect();
+        let lp = m.token_logprobs(&batch1(&all), None, 4)?;
+        let want = lp.get(0).narrow(0, p.len() as i64 - 1, 6);
+        assert!(
+            max_abs_diff(&Tensor::from_slice(&o.logprobs), &want) < 1e-4,
+            "row {i}"
+        );
+    }
+    // Each row keeps at least its last prompt token; identical prompts share all but it.
+    assert_eq!(
+        wst_models::shared_prefix_len(&[vec![1, 2, 3], vec![1, 2, 3]]),
+        2
+    );
+    assert_eq!(
+        wst_models::shared_prefix_len(&[vec![1, 2, 3], vec![1, 2]]),
+        1
+    );
+    assert_eq!(wst_models::shared_prefix_len(&[vec![1, 2, 3], vec![4]]), 0);
+    assert_eq!(wst_models::shared_prefix_len::<u32, Vec<u32>>(&[]), 0);
+    Ok(())
+}
+
+#[test]
+fn rows_that_finish_leave_the_batch_without_changing_the_others() -> TestResult {
+    let (m, tok) = setup();
+    let ps: Vec<Vec<u32>> = (0..12)
+        .map(|i| {
+            tok.encode(&format!("Question {i}: how many apples"), false)
+                .unwrap()
+        })
+        .collect();
+    let params = SamplingParams {
+        temperature: 1.0,
+        max_new_tokens: 12,
+        seed: Some(8),
+        ..SamplingParams::default()
+    };
+    let free = Generator::new(&m, &tok, &[], 0).generate(&ps, &params)?;
+    // End tokens: what rows 0-3 sampled second, so those rows (and any that sample one of them
+    // early) stop within the first steps and the batch is compacted while others go on.
+    let eos: Vec<u32> = free[..4].iter().map(|g| g.token_ids[1]).collect();
+    let out = Generator::new(&m, &tok, &eos, 0).generate(&ps, &params)?;
+    let mut stopped_early = 0;
+    for (i, (f, o)) in free.iter().zip(&out).enumerate() {
+        let end = f.token_ids.iter().position(|t| eos.contains(t));
+        let want = match end {
+            Some(e) => &f.token_ids[..=e],
+            None => &f.token_ids[..],
+        };
+        assert_eq!(o.token_ids, want, "row {i}");
+        let n = want.len();
+        let d = max_abs_diff(
+            &Tensor::from_slice(&o.logprobs),
+            &Tensor::from_slice(&f.logprobs[..n]),
+        );
+        assert!(d < 1e-5, "row {i}: log-probs differ by {d}");
+        if n <= 4 {
+            stopped_early += 1;
+        }
+    }
+    assert!(
+        (4..12).contains(&stopped_early),
+        "{stopped_early} rows stopped early"
+    );
+    Ok(())
+}

@@ -185,11 +185,14 @@ mod tests {
     fn lanes_tail_and_threads_give_the_scalar_result() {
         // 3 blocks and a tail of 3 (not a multiple of the 4 lanes).
         let n = 2 * BLOCK as i64 + 1003;
-        tch::manual_seed(7);
-        let w = Tensor::randn([n], (Kind::Float, Device::Cpu));
-        let g = Tensor::randn([n], (Kind::Float, Device::Cpu));
-        let m = Tensor::randn([n], (Kind::Float, Device::Cpu)) * 0.1;
-        let v = Tensor::rand([n], (Kind::Float, Device::Cpu)) * 0.01;
+        let (w, g, m, v) = crate::seeded(7, || {
+            (
+                Tensor::randn([n], (Kind::Float, Device::Cpu)),
+                Tensor::randn([n], (Kind::Float, Device::Cpu)),
+                Tensor::randn([n], (Kind::Float, Device::Cpu)) * 0.1,
+                Tensor::rand([n], (Kind::Float, Device::Cpu)) * 0.01,
+            )
+        });
         let c = Consts {
             decay: 0.999,
             one_minus_b1: 0.1,
