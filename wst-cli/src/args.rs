@@ -10,8 +10,8 @@ pub struct DeviceArgs {
     /// Device: auto (CUDA when available, else the CPU), cpu or cuda.
     #[arg(long, default_value_t = DeviceChoice::Auto)]
     pub device: DeviceChoice,
-    /// Weight type: auto (bf16 on CUDA, f32 on the CPU), f32, bf16, f16 or int8 (CPU inference:
-    /// int8 projections, f32 embeddings, norms and output head).
+    /// Weight type: auto (bf16 on CUDA and on CPUs with AVX512-BF16, else f32), f32, bf16, f16
+    /// or int8 (CPU inference: int8 projections, f32 embeddings, norms and output head).
     #[arg(long, default_value_t = DType::Auto)]
     pub dtype: DType,
 }

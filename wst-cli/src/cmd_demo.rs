@@ -39,27 +39,50 @@ pub struct DemoArgs {
     pub print_config: bool,
 }
 
-/// Seconds per unit of work on 2 CPU cores, measured on the demo (SmolLM2-135M, f32): one
-/// teacher-sampled instruction, one student reply, and one teacher sequence through the update.
-const SECS_PER_INSTRUCTION: f64 = 0.3;
-const SECS_PER_REPLY: f64 = 0.35;
-const SECS_PER_UPDATE_ROW: f64 = 0.5;
+/// Seconds per unit of work on 2 CPU cores, measured on the demo (SmolLM2-135M): one
+/// teacher-sampled instruction, one student reply, and one teacher sequence through the update,
+/// in f32 and in bf16 (dtype `auto` on a CPU with AVX512-BF16).
+struct UnitSecs {
+    instruction: f64,
+    reply: f64,
+    update_row: f64,
+}
+
+const F32_SECS: UnitSecs = UnitSecs {
+    instruction: 0.15,
+    reply: 0.26,
+    update_row: 0.32,
+};
+
+const BF16_SECS: UnitSecs = UnitSecs {
+    instruction: 0.10,
+    reply: 0.12,
+    update_row: 0.18,
+};
+
+fn unit_secs(dtype: wst_core::DType) -> &'static UnitSecs {
+    match wst_models::dtype_kind(dtype, tch::Device::Cpu) {
+        tch::Kind::BFloat16 => &BF16_SECS,
+        _ => &F32_SECS,
+    }
+}
 
 /// A rough duration of `cfg` on 2 CPU cores, in seconds.
 pub fn estimate_secs(cfg: &Config) -> f64 {
+    let (teacher, student) = (unit_secs(cfg.teacher.dtype), unit_secs(cfg.student.dtype));
     let b = cfg.grpo.batch_size as f64;
     let g = cfg.grpo.group_size as f64;
     let k = cfg.student.samples as f64;
     let steps = cfg.run.steps as f64;
-    let per_step = b * g * SECS_PER_INSTRUCTION
-        + b * g * k * SECS_PER_REPLY
-        + b * g * SECS_PER_UPDATE_ROW * cfg.grpo.num_iterations as f64;
+    let per_step = b * g * teacher.instruction
+        + b * g * k * student.reply
+        + b * g * teacher.update_row * cfg.grpo.num_iterations as f64;
     let baselines = (steps * b).min(cfg.data.arith_count.max(1) as f64)
         * cfg.student.baseline_samples as f64
-        * SECS_PER_REPLY;
+        * student.reply;
     let n_eval = cfg.eval.limit as f64;
-    let eval = 3.0 * n_eval * cfg.eval.samples as f64 * SECS_PER_REPLY
-        + 2.0 * n_eval * SECS_PER_INSTRUCTION;
+    let eval =
+        3.0 * n_eval * cfg.eval.samples as f64 * student.reply + 2.0 * n_eval * teacher.instruction;
     steps * per_step + baselines + eval
 }
 

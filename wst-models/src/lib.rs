@@ -84,9 +84,9 @@ pub use error::{BoxError, Error, Result};
 pub use generate::{sample, shared_prefix_len, Generation, Generator};
 pub use gpt2::{GPT2ForSequenceClassification, Gpt2Config};
 pub use loader::{
-    alias_path, check_vocab, checkpoint_base, checkpoint_dir, checkpoint_teacher, dtype_kind,
-    resolve_spec, LoadedModel, CALIBRATION_TEXT, CHECKPOINT_ADAPTERS, CHECKPOINT_CONFIG,
-    CHECKPOINT_WEIGHTS, SMOLLM2_ALIAS, SMOLLM2_FILE,
+    alias_path, check_vocab, checkpoint_base, checkpoint_dir, checkpoint_teacher, cpu_bf16_native,
+    dtype_kind, resolve_spec, LoadedModel, CALIBRATION_TEXT, CHECKPOINT_ADAPTERS,
+    CHECKPOINT_CONFIG, CHECKPOINT_WEIGHTS, SMOLLM2_ALIAS, SMOLLM2_FILE,
 };
 pub use student::LocalStudent;
 pub use student_http::{Backoff, HttpStats, HttpStudent, HttpStudentError};

@@ -142,7 +142,20 @@ pub(crate) fn student_id(backend: &str, model: &str, instruction_in_user: bool) 
 
 impl Student for LocalStudent {
     fn id(&self) -> String {
-        student_id("local", &self.model.name, self.instruction_in_user)
+        // The weights' type changes the replies: a bf16 or int8 student keeps its baselines
+        // apart from the f32 one's (whose id has no suffix).
+        let m = &self.model.model;
+        let dtype = match m.kind() {
+            _ if m.is_int8() => ";dtype=int8",
+            tch::Kind::Float => "",
+            tch::Kind::BFloat16 => ";dtype=bf16",
+            tch::Kind::Half => ";dtype=f16",
+            _ => ";dtype=other",
+        };
+        format!(
+            "{}{dtype}",
+            student_id("local", &self.model.name, self.instruction_in_user)
+        )
     }
 
     fn generate(

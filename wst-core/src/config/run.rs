@@ -26,7 +26,8 @@ named_choices!(DeviceChoice { Auto => "auto", Cpu => "cpu", Cuda => "cuda" });
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum DType {
-    /// bf16 on CUDA, f32 on the CPU.
+    /// bf16 on CUDA and on CPUs with native bf16 products (AVX512-BF16), f32 on other CPUs
+    /// (`WST_CPU_BF16=0` keeps f32 on any CPU).
     #[default]
     Auto,
     /// 32-bit floats.

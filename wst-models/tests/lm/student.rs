@@ -17,6 +17,13 @@ fn student() -> LocalStudent {
 fn local_student_answers_k_times_per_request() -> TestResult {
     let mut s = student();
     assert!(s.id().starts_with("local:"), "{}", s.id());
+    assert!(!s.id().contains("dtype"), "{}", s.id());
+    // Another weight type is another student: its baselines are cached apart.
+    let dir = vectors("tiny-qwen2");
+    let bf16 = LoadedModel::load(dir.to_str().unwrap(), Device::Cpu, Kind::BFloat16)?;
+    let templates = PromptTemplates::new(TemplatePreset::Arith.texts())?;
+    let id = LocalStudent::new(bf16, templates).id();
+    assert_eq!(id, format!("{};dtype=bf16", s.id()));
     let q1 = Query::new("1", "What is 2 + 3?");
     let q2 = Query::new("2", "What is 4 + 4?");
     let requests = [
