@@ -56,9 +56,12 @@ const F32_SECS: UnitSecs = UnitSecs {
 
 const BF16_SECS: UnitSecs = UnitSecs {
     instruction: 0.10,
-    reply: 0.12,
-    update_row: 0.18,
+    reply: 0.14,
+    update_row: 0.19,
 };
+
+/// Loading both models, checkpoints and the evaluation's teacher loads.
+const FIXED_SECS: f64 = 60.0;
 
 fn unit_secs(dtype: wst_core::DType) -> &'static UnitSecs {
     match wst_models::dtype_kind(dtype, tch::Device::Cpu) {
@@ -83,7 +86,7 @@ pub fn estimate_secs(cfg: &Config) -> f64 {
     let n_eval = cfg.eval.limit as f64;
     let eval =
         3.0 * n_eval * cfg.eval.samples as f64 * student.reply + 2.0 * n_eval * teacher.instruction;
-    steps * per_step + baselines + eval
+    FIXED_SECS + steps * per_step + baselines + eval
 }
 
 /// A run folder that does not exist yet: `runs/demo`, else `runs/demo-2`, ...
