@@ -571,26 +571,20 @@ impl DecoderLm {
             Past::Record(&mut kv),
             None,
         );
-        // Each row's view of its prefix's keys and values, and of its padding.
-        let (kv, pm, lens) = match &source {
-            Some(s) => (
-                kv.iter()
-                    .map(|(k, v)| (k.index_select(0, s), v.index_select(0, s)))
-                    .collect(),
-                pm.index_select(0, s),
-                pm.sum_dim_intlist(1, true, Kind::Int64).index_select(0, s),
-            ),
+        // Each row's view of its prefix's keys and values and of its padding.
+        let row_view = |t: &Tensor| match &source {
+            Some(s) => t.index_select(0, s),
             None => {
-                let shape = [b, -1, -1, -1];
-                (
-                    kv.iter()
-                        .map(|(k, v)| (k.expand(shape, false), v.expand(shape, false)))
-                        .collect::<Vec<_>>(),
-                    pm.expand([b, l], false),
-                    Tensor::full([b, 1], l, (Kind::Int64, dev)),
-                )
+                let mut shape = t.size();
+                shape[0] = b;
+                t.expand(shape.as_slice(), false)
             }
         };
+        let kv: Vec<(Tensor, Tensor)> =
+            kv.iter().map(|(k, v)| (row_view(k), row_view(v))).collect();
+        let pm = row_view(&pm);
+        // The real tokens of each row's prefix: the first position after it.
+        let lens = pm.sum_dim_intlist(1, true, Kind::Int64);
         let m = match mask {
             Some(m) => m.to_device(dev),
             None => Tensor::ones([b, t], (Kind::Int64, dev)),

@@ -61,6 +61,23 @@ pub fn shared_prefix_len<T: PartialEq, R: AsRef<[T]>>(rows: &[R]) -> usize {
     })
 }
 
+/// The distinct rows of `rows` in order of first appearance, and for each row the index of its
+/// distinct row (prompts that several samples continue run once).
+pub fn distinct_rows<T: Eq + std::hash::Hash, R: AsRef<[T]>>(rows: &[R]) -> (Vec<&[T]>, Vec<i64>) {
+    let mut distinct: Vec<&[T]> = Vec::new();
+    let mut index = std::collections::HashMap::new();
+    let source = rows
+        .iter()
+        .map(|r| {
+            *index.entry(r.as_ref()).or_insert_with(|| {
+                distinct.push(r.as_ref());
+                distinct.len() as i64 - 1
+            })
+        })
+        .collect();
+    (distinct, source)
+}
+
 /// Samples continuations from a model.
 #[derive(Debug, Clone)]
 pub struct Generator<'a> {
@@ -231,17 +248,7 @@ impl<'a> Generator<'a> {
         // a student's replies to one request), its cache rows copied to the rows that share it;
         // and the distinct prompts' common start (a system message) runs once for all of them
         // (batch 1), each prompt's remainder after it, left-padded.
-        let mut distinct: Vec<&[u32]> = Vec::new();
-        let mut index: std::collections::HashMap<&[u32], i64> = std::collections::HashMap::new();
-        let source: Vec<i64> = prompts
-            .iter()
-            .map(|p| {
-                *index.entry(p.as_slice()).or_insert_with(|| {
-                    distinct.push(p.as_slice());
-                    distinct.len() as i64 - 1
-                })
-            })
-            .collect();
+        let (distinct, source) = distinct_rows(prompts);
         let u = distinct.len();
         let shared = match shared_prefix_len(&distinct) {
             l if u > 1 && l >= MIN_SHARED_PREFILL => l,
@@ -317,8 +324,9 @@ impl<'a> Generator<'a> {
         });
         let mut done = 1; // steps whose tokens are in the buffers
         let mut read = 0; // steps the host has read
-                          // The prompts' indices of the batch's rows: on the CPU, rows that finished leave the
-                          // batch once enough have (`COMPACT_SHARE`), so they cost no more decoding steps.
+
+        // The prompts' indices of the batch's rows: on the CPU, rows that finished leave the
+        // batch once enough have (`COMPACT_SHARE`), so they cost no more decoding steps.
         let mut rows: Vec<usize> = (0..b).collect();
         let compacts = device == Device::Cpu && graph.is_none();
         loop {

@@ -81,7 +81,7 @@ pub use cuda_graph::{
 pub use decoder::{lora, target_logprobs, DecoderLm, KvCache};
 pub use device::{cuda_device_count, select_device, torch_info};
 pub use error::{BoxError, Error, Result};
-pub use generate::{sample, shared_prefix_len, Generation, Generator};
+pub use generate::{distinct_rows, sample, shared_prefix_len, Generation, Generator};
 pub use gpt2::{GPT2ForSequenceClassification, Gpt2Config};
 pub use loader::{
     alias_path, check_vocab, checkpoint_base, checkpoint_dir, checkpoint_teacher, cpu_bf16_native,

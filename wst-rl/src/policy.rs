@@ -133,18 +133,7 @@ fn share(pairs: &[(&[i64], &[i64])], pad_id: i64, device: Device) -> Option<Shar
     let c_len = pairs.iter().map(|(_, c)| c.len()).max().unwrap_or(0).max(1);
     let p_len = prompts.iter().map(|p| p.len()).max().unwrap_or(0);
     let whole = n * (p_len + c_len);
-    // Distinct prompts, in order of first appearance.
-    let mut distinct: Vec<&[i64]> = Vec::new();
-    let mut index = std::collections::HashMap::new();
-    let source: Vec<i64> = prompts
-        .iter()
-        .map(|p| {
-            *index.entry(*p).or_insert_with(|| {
-                distinct.push(*p);
-                distinct.len() as i64 - 1
-            })
-        })
-        .collect();
+    let (distinct, source) = wst_models::distinct_rows(&prompts);
     let u = distinct.len();
     let by_prompt =
         (u < n && prompts.iter().all(|p| p.len() >= 2)).then(|| u * (p_len - 1) + n * (1 + c_len));

@@ -297,6 +297,15 @@ fn a_shared_prefix_run_once_equals_each_row_whole_with_gradients() -> TestResult
         let d = max_abs_diff(&want, &got.get(row));
         assert!(d < 1e-5, "row {row}: {d}");
     }
+    // One left-padded prefix for every row: positions start after its real tokens.
+    let one = prefixes.narrow(0, 1, 1);
+    let got = m.hidden_states_after(&one, Some(&pmask.narrow(0, 1, 1)), None, &rest, None)?;
+    for row in 0..3 {
+        let ids = Tensor::cat(&[one.get(0).narrow(0, 2, 3), rest.get(row)], 0).unsqueeze(0);
+        let want = m.hidden_states(&ids, None)?.get(0).narrow(0, 3, 4);
+        let d = max_abs_diff(&want, &got.get(row));
+        assert!(d < 1e-5, "one padded prefix, row {row}: {d}");
+    }
     // Bad prefixes are errors.
     let rest = random_ids(2, 3, 128, 2);
     let two = random_ids(2, 4, 128, 3);
