@@ -100,20 +100,67 @@ impl std::fmt::Debug for DecoderLm {
     }
 }
 
-/// `x W^T + b`, plus the LoRA adapter's term when the projection has one.
-/// At most this many rows take [`linear`]'s transposed product on the CPU.
-const SMALL_ROWS: i64 = 256;
+/// At most how many rows take [`linear`]'s transposed product on the CPU, for `kind`.
+///
+/// Where the crossover lies depends on the CPU's BLAS path, so it is measured per vendor
+/// (SmolLM2's projections, 2 threads, one decoding step of all 30 layers and the head):
+/// - Elsewhere (measured on AMD CPUs, AVX2 and Zen 4): the transposed product is 1.1-1.9x faster at 16-96 rows and slower only
+///   from about 1024 rows, so up to 256 rows take it.
+/// - Intel (a Xeon with AVX512-BF16 and AMX): it is faster at 16 rows (f32 26.3 against 34.1
+///   ms a step; bf16 11.0 against 11.8), even at 24-48 in f32, and slower from 64 (f32 at 64
+///   rows: the head alone 30.1 against 18.6 ms; bf16 at 96 rows: 38 against 22 ms a step), so
+///   f32 takes it up to 32 rows and bf16 up to 16.
+///
+/// `WST_CPU_TRANSPOSED_ROWS=N` sets the limit for every dtype (0 turns the transposed product
+/// off), for measuring on a new CPU.
+fn transposed_rows(kind: Kind) -> i64 {
+    static LIMITS: std::sync::OnceLock<(i64, i64)> = std::sync::OnceLock::new();
+    let (f32_rows, other_rows) = *LIMITS.get_or_init(|| {
+        if let Some(n) = std::env::var("WST_CPU_TRANSPOSED_ROWS")
+            .ok()
+            .and_then(|v| v.trim().parse::<i64>().ok())
+        {
+            return (n, n);
+        }
+        if cpu_vendor_is_intel() {
+            (32, 16)
+        } else {
+            (256, 256)
+        }
+    });
+    if kind == Kind::Float {
+        f32_rows
+    } else {
+        other_rows
+    }
+}
+
+/// Whether the CPU says it is an Intel one (CPUID leaf 0's vendor string).
+fn cpu_vendor_is_intel() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let r = std::arch::x86_64::__cpuid(0);
+        let mut vendor = [0u8; 12];
+        vendor[..4].copy_from_slice(&r.ebx.to_le_bytes());
+        vendor[4..8].copy_from_slice(&r.edx.to_le_bytes());
+        vendor[8..].copy_from_slice(&r.ecx.to_le_bytes());
+        &vendor == b"GenuineIntel"
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
 
 /// `x W^T + b` for `x` `[..., in]` and `w` `[out, in]`. On the CPU, for a few rows (decoding
-/// steps: one per sequence), as `(W x^T)^T`: MKL then streams the weight as the left operand
-/// in place, where `x.linear(w)` copies the whole weight into packed panels on every call (the
-/// copy took 40% of a batch-16 decoding step). Measured for SmolLM2's shapes at 16-96 rows:
-/// 1.1-1.9x faster, the output head (49152 x 576) 1.5x; from about 1024 rows `linear` is faster.
+/// steps: one per sequence; [`transposed_rows`] says how few), as `(W x^T)^T`: MKL then streams
+/// the weight as the left operand in place, where `x.linear(w)` copies the whole weight into
+/// packed panels on every call (on an AMD CPU the copy took 40% of a batch-16 decoding step).
 pub(crate) fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Tensor {
     let mut shape = x.size();
     let k = shape[shape.len() - 1];
     let rows = if k > 0 { x.numel() as i64 / k } else { 0 };
-    if x.device() != Device::Cpu || rows == 0 || rows > SMALL_ROWS {
+    if x.device() != Device::Cpu || rows == 0 || rows > transposed_rows(x.kind()) {
         return x.linear(w, b);
     }
     let y = w.mm(&x.reshape([rows, k]).tr()).tr().contiguous();
@@ -125,6 +172,7 @@ pub(crate) fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Tensor {
     y.view(shape.as_slice())
 }
 
+/// `x W^T + b`, plus the LoRA adapter's term when the projection has one.
 fn lin(x: &Tensor, p: &Proj) -> Tensor {
     let y = linear(x, &p.w, p.b.as_ref());
     match &p.lora {
