@@ -84,8 +84,9 @@ pub fn estimate_secs(cfg: &Config) -> f64 {
         * cfg.student.baseline_samples as f64
         * student.reply;
     let n_eval = cfg.eval.limit as f64;
-    let eval =
-        3.0 * n_eval * cfg.eval.samples as f64 * student.reply + 2.0 * n_eval * teacher.instruction;
+    let m_eval = cfg.eval.instructions.max(1) as f64;
+    let eval = 3.0 * n_eval * m_eval * cfg.eval.samples as f64 * student.reply
+        + 2.0 * n_eval * m_eval * teacher.instruction;
     FIXED_SECS + steps * per_step + baselines + eval
 }
 
@@ -135,12 +136,13 @@ pub fn run(args: DemoArgs) -> Result<()> {
     );
     println!(
         "  {} steps x {} queries x {} instructions x {} replies; eval on {} held-out problems x {} \
-         replies x 3 conditions.",
+         instructions x {} replies x 3 conditions.",
         cfg.run.steps,
         cfg.grpo.batch_size,
         cfg.grpo.group_size,
         cfg.student.samples,
         cfg.eval.limit,
+        cfg.eval.instructions,
         cfg.eval.samples
     );
     println!(

@@ -174,12 +174,17 @@ pub fn evaluate(
     // Loaded once (reward models are large); each condition and weight wraps it.
     let mut base_reward = wiring::reward(cfg, device)?;
     let default_weights = RewardWeights(cfg.reward.weights.clone().into_iter().collect());
-    let k = cfg.eval.samples.max(1);
+    let per = eval::PerQuery {
+        instructions: cfg.eval.instructions.max(1),
+        replies: cfg.eval.samples.max(1),
+    };
     let sampling = eval_sampling(cfg);
     let batch = cfg.grpo.batch_size.max(1);
     eprintln!(
-        "wst eval: {} held-out queries, K = {k}, conditions {}",
+        "wst eval: {} held-out queries, M = {} instructions x K = {} replies, conditions {}",
         queries.len(),
+        per.instructions,
+        per.replies,
         conditions.join(", ")
     );
     let mut samples_all: Vec<EvalSample> = Vec::new();
@@ -213,7 +218,7 @@ pub fn evaluate(
             student.as_mut(),
             &mut reward,
             &queries,
-            k,
+            per,
             &sampling,
             batch,
         )

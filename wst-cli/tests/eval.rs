@@ -290,6 +290,53 @@ fn a_failed_api_instruction_fails_its_condition_and_leaves_every_mean() {
     );
 }
 
+/// `eval.instructions = M`: an API teacher is asked once per problem for `n = M`
+/// instructions, each answered K times; the student alone is asked M x K times per problem.
+#[test]
+fn several_instructions_per_problem_come_from_one_request_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, (student_url, _), (teacher_url, teacher_seen)) =
+        api_setup(dir.path(), "Add the two numbers carefully.", 0, "");
+    let teacher = format!("api-teacher:t@{teacher_url}=api");
+    let mut cmd = api_eval(dir.path(), &cfg, &student_url, &teacher);
+    cmd.args(["--set", "eval.instructions=3", "--set", "eval.samples=2"]);
+    let (stdout, stderr) = text(&ok(cmd.output().unwrap()));
+    assert!(
+        stderr.contains("M = 3 instructions x K = 2 replies"),
+        "{stderr}"
+    );
+    assert_eq!(
+        teacher_seen.lock().unwrap().len(),
+        3,
+        "one teacher request per problem"
+    );
+    assert!(stdout.contains("| api | 3 | 18 | 0 |"), "{stdout}");
+    assert!(
+        stdout.contains("| student alone | 3 | 18 | 0 |"),
+        "{stdout}"
+    );
+    let script = [
+        "import sys, pyarrow.parquet as pq",
+        "api = [r for r in pq.read_table(sys.argv[1]).to_pylist() if r['condition'] == 'api']",
+        "for q in {r['query_id'] for r in api}:",
+        "    got = sorted(r['sample'] for r in api if r['query_id'] == q)",
+        "    assert got == list(range(6)), (q, got)",
+        "print(len(api))",
+    ];
+    let check = Command::new(crate::python_with(&["pyarrow"]))
+        .arg("-c")
+        .arg(script.join("\n"))
+        .arg(dir.path().join("eval/samples.parquet"))
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&check.stdout).trim(), "18");
+}
+
 #[test]
 fn holdout_is_validated() {
     let dir = tempfile::tempdir().unwrap();

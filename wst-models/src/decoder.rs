@@ -102,25 +102,28 @@ impl std::fmt::Debug for DecoderLm {
 
 /// At most how many rows take [`linear`]'s transposed product on the CPU, for `kind`.
 ///
-/// Where the crossover lies depends on the CPU's BLAS path, so it is measured per vendor
+/// Where the crossover lies depends on the CPU's BLAS path, so it was measured per vendor
 /// (SmolLM2's projections, 2 threads, one decoding step of all 30 layers and the head):
-/// - Elsewhere (measured on AMD CPUs, AVX2 and Zen 4): the transposed product is 1.1-1.9x faster at 16-96 rows and slower only
-///   from about 1024 rows, so up to 256 rows take it.
-/// - Intel (a Xeon with AVX512-BF16 and AMX): it is faster at 16 rows (f32 26.3 against 34.1
-///   ms a step; bf16 11.0 against 11.8), even at 24-48 in f32, and slower from 64 (f32 at 64
-///   rows: the head alone 30.1 against 18.6 ms; bf16 at 96 rows: 38 against 22 ms a step), so
-///   f32 takes it up to 32 rows and bf16 up to 16.
+/// - Intel (a Xeon with AVX512-BF16 and AMX): the transposed product is faster at 16 rows (f32
+///   26.3 against 34.1 ms a step; bf16 11.0 against 11.8), about even at 24-48 in f32, and
+///   slower from 64 (f32 at 64 rows: the head alone 30.1 against 18.6 ms; bf16 at 96 rows: 38
+///   against 22 ms a step), so f32 takes it up to 32 rows and bf16 up to 16.
+/// - Elsewhere (measured on AMD CPUs, AVX2 and Zen 4): it is 1.1-1.9x faster at 16-96 rows and
+///   slower only from about 1024 rows, so up to 256 rows take it.
 ///
 /// `WST_CPU_TRANSPOSED_ROWS=N` sets the limit for every dtype (0 turns the transposed product
-/// off), for measuring on a new CPU.
+/// off), for measuring on a new CPU; a value that is not a whole number >= 0 is reported once
+/// and the measured limits apply.
 fn transposed_rows(kind: Kind) -> i64 {
     static LIMITS: std::sync::OnceLock<(i64, i64)> = std::sync::OnceLock::new();
     let (f32_rows, other_rows) = *LIMITS.get_or_init(|| {
-        if let Some(n) = std::env::var("WST_CPU_TRANSPOSED_ROWS")
-            .ok()
-            .and_then(|v| v.trim().parse::<i64>().ok())
-        {
-            return (n, n);
+        if let Ok(v) = std::env::var("WST_CPU_TRANSPOSED_ROWS") {
+            match v.trim().parse::<i64>() {
+                Ok(n) if n >= 0 => return (n, n),
+                _ => eprintln!(
+                    "wst: ignoring WST_CPU_TRANSPOSED_ROWS={v:?}: expected a whole number >= 0"
+                ),
+            }
         }
         if cpu_vendor_is_intel() {
             (32, 16)
@@ -157,10 +160,15 @@ fn cpu_vendor_is_intel() -> bool {
 /// the weight as the left operand in place, where `x.linear(w)` copies the whole weight into
 /// packed panels on every call (on an AMD CPU the copy took 40% of a batch-16 decoding step).
 pub(crate) fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Tensor {
+    linear_up_to(x, w, b, transposed_rows(x.kind()))
+}
+
+/// [`linear`] with the transposed product taken up to `limit` rows.
+fn linear_up_to(x: &Tensor, w: &Tensor, b: Option<&Tensor>, limit: i64) -> Tensor {
     let mut shape = x.size();
     let k = shape[shape.len() - 1];
     let rows = if k > 0 { x.numel() as i64 / k } else { 0 };
-    if x.device() != Device::Cpu || rows == 0 || rows > transposed_rows(x.kind()) {
+    if x.device() != Device::Cpu || rows == 0 || rows > limit {
         return x.linear(w, b);
     }
     let y = w.mm(&x.reshape([rows, k]).tr()).tr().contiguous();
@@ -906,4 +914,41 @@ pub fn target_logprobs(logits: &Tensor, targets: &Tensor) -> Tensor {
         .gather(2, &targets.to_device(logits.device()).unsqueeze(-1), false)
         .squeeze_dim(-1);
     picked - logits.logsumexp([-1], false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The transposed product and `Tensor::linear` give the same projection, with and without a
+    /// bias, for a batched `[B, T, in]` input, in f32 and bf16.
+    #[test]
+    fn the_transposed_product_equals_linear_in_f32_and_bf16() {
+        let _guard = tch::no_grad_guard();
+        for (kind, tol) in [(Kind::Float, 1e-5), (Kind::BFloat16, 2e-2)] {
+            let opts = (Kind::Float, Device::Cpu);
+            let gen_w = Tensor::arange(96 * 40, opts).view([96, 40]);
+            let w = ((gen_w * 0.37).sin() * 0.2).to_kind(kind);
+            let b = (Tensor::arange(96, opts) * 0.01).to_kind(kind);
+            let x =
+                ((Tensor::arange(3 * 5 * 40, opts).view([3, 5, 40]) * 0.11).cos()).to_kind(kind);
+            for bias in [None, Some(&b)] {
+                let plain = linear_up_to(&x, &w, bias, 0);
+                let transposed = linear_up_to(&x, &w, bias, 256);
+                assert_eq!(plain.size(), vec![3, 5, 96]);
+                assert_eq!(transposed.size(), plain.size());
+                assert_eq!(transposed.kind(), kind);
+                let err = (transposed.to_kind(Kind::Float) - plain.to_kind(Kind::Float))
+                    .abs()
+                    .max()
+                    .double_value(&[]);
+                let scale = plain.to_kind(Kind::Float).abs().max().double_value(&[]);
+                assert!(
+                    err <= tol * scale.max(1.0),
+                    "{kind:?} bias {}: max error {err}",
+                    bias.is_some()
+                );
+            }
+        }
+    }
 }

@@ -12,7 +12,10 @@ pub struct EvalConfig {
     pub data: Option<DataConfig>,
     /// Queries evaluated.
     pub limit: usize,
-    /// Student replies per query and condition.
+    /// Instructions written per query and condition (M): each gets `samples` replies. More than
+    /// one measures a teacher's expected effect over its instructions, not the luck of one draw.
+    pub instructions: usize,
+    /// Student replies per instruction (K; per query for the student alone, asked M times).
     pub samples: usize,
     /// The two reward components a weighted evaluation (`wst eval --weights w,...`) trades off:
     /// weight `1 - w` on the first, `w` on the second.
@@ -24,6 +27,7 @@ impl Default for EvalConfig {
         EvalConfig {
             data: None,
             limit: 100,
+            instructions: 1,
             samples: 4,
             weight_axis: ["harmless".into(), "helpful".into()],
         }
@@ -44,6 +48,9 @@ impl EvalConfig {
         }
         if self.samples == 0 {
             p.push(format!("{prefix}.samples must be >= 1"));
+        }
+        if self.instructions == 0 {
+            p.push(format!("{prefix}.instructions must be >= 1"));
         }
         p
     }

@@ -1,10 +1,14 @@
 //! Evaluation of conditions (the paper's Figure 1): for each held-out query, an instruction
-//! writer (none, a local teacher, an API teacher) writes one instruction, the student answers it
-//! `K` times, and every reply is scored. [`plan`] expands the conditions and weights a user asks
-//! for into runs; [`summary`] gives each condition's mean with a 95% interval over problems
-//! (each problem's mean over its `K` replies is one observation, so the interval accounts for
-//! replies to one problem being correlated) and paired intervals of the differences between
-//! conditions, all over the same problems; [`stats`] holds the maths.
+//! writer (none, a local teacher, an API teacher) writes `M` instructions (one by default), the
+//! student answers each `K` times, and every reply is scored. [`plan`] expands the conditions and
+//! weights a user asks for into runs; [`summary`] gives each condition's mean with a 95% interval
+//! over problems (each problem's mean over its `M x K` replies is one observation, so the
+//! interval accounts for replies to one problem being correlated) and paired intervals of the
+//! differences between conditions, all over the same problems; [`stats`] holds the maths.
+//!
+//! `M > 1` measures a teacher's expected effect over the instructions it writes rather than the
+//! effect of the one instruction it happened to sample: with one instruction per problem, the
+//! luck of that draw is most of the spread of a paired difference between two teachers.
 
 pub mod plan;
 pub mod stats;
@@ -50,6 +54,24 @@ pub trait InstructionWriter {
 
     /// One outcome per query, in order.
     fn write(&mut self, queries: &[Query]) -> Result<Vec<Written>>;
+
+    /// `n` independent outcomes per query, in order. The default asks [`write`](Self::write)
+    /// with each query repeated `n` times in a row; writers that can draw several instructions
+    /// for one prompt at once (a local teacher's group sampling, an API's `n`) override it.
+    fn write_n(&mut self, queries: &[Query], n: usize) -> Result<Vec<Vec<Written>>> {
+        let n = n.max(1);
+        let repeated: Vec<Query> = queries
+            .iter()
+            .flat_map(|q| std::iter::repeat_n(q.clone(), n))
+            .collect();
+        let mut written = self.write(&repeated)?.into_iter();
+        let mut out = Vec::with_capacity(queries.len());
+        for _ in queries {
+            let group: Vec<Written> = written.by_ref().take(n).collect();
+            out.push(group);
+        }
+        Ok(out)
+    }
 }
 
 impl<T: InstructionWriter + ?Sized> InstructionWriter for &mut T {
@@ -59,6 +81,9 @@ impl<T: InstructionWriter + ?Sized> InstructionWriter for &mut T {
     fn write(&mut self, queries: &[Query]) -> Result<Vec<Written>> {
         (**self).write(queries)
     }
+    fn write_n(&mut self, queries: &[Query], n: usize) -> Result<Vec<Vec<Written>>> {
+        (**self).write_n(queries, n)
+    }
 }
 
 impl<T: InstructionWriter + ?Sized> InstructionWriter for Box<T> {
@@ -67,6 +92,9 @@ impl<T: InstructionWriter + ?Sized> InstructionWriter for Box<T> {
     }
     fn write(&mut self, queries: &[Query]) -> Result<Vec<Written>> {
         (**self).write(queries)
+    }
+    fn write_n(&mut self, queries: &[Query], n: usize) -> Result<Vec<Vec<Written>>> {
+        (**self).write_n(queries, n)
     }
 }
 
@@ -120,34 +148,56 @@ impl<S: Student> InstructionWriter for StudentTeacher<S> {
         self.label.clone()
     }
     fn write(&mut self, queries: &[Query]) -> Result<Vec<Written>> {
+        Ok(self
+            .write_n(queries, 1)?
+            .into_iter()
+            .map(|mut g| g.pop().expect("write_n gives n >= 1 outcomes per query"))
+            .collect())
+    }
+    /// One request per query for `n` replies (the API's `n`, so a seeded server draws `n`
+    /// different instructions rather than one `n` times).
+    fn write_n(&mut self, queries: &[Query], n: usize) -> Result<Vec<Vec<Written>>> {
+        let n = n.max(1);
         let requests: Vec<StudentRequest<'_>> = queries
             .iter()
             .map(|query| StudentRequest {
                 query,
                 instruction: None,
-                k: 1,
+                k: n,
             })
             .collect();
         let replies = self.inner.generate(&requests, &self.sampling)?;
         Ok(replies
             .into_iter()
-            .map(|r| match r.into_iter().next() {
-                Some(StudentReply::Completed(c)) => Written::Instruction(Instruction {
-                    text: c.text.trim().to_string(),
-                    num_tokens: c.num_tokens.unwrap_or(0),
-                    truncated: c.finish_reason == wst_core::FinishReason::Length,
-                }),
-                Some(StudentReply::Failed(f)) => Written::Failed(format!(
-                    "teacher `{}`: {} (after {} attempts)",
-                    self.label, f.error, f.attempts
-                )),
-                None => Written::Failed(format!("teacher `{}` returned no reply", self.label)),
+            .map(|r| {
+                let mut group: Vec<Written> = r
+                    .into_iter()
+                    .take(n)
+                    .map(|reply| match reply {
+                        StudentReply::Completed(c) => Written::Instruction(Instruction {
+                            text: c.text.trim().to_string(),
+                            num_tokens: c.num_tokens.unwrap_or(0),
+                            truncated: c.finish_reason == wst_core::FinishReason::Length,
+                        }),
+                        StudentReply::Failed(f) => Written::Failed(format!(
+                            "teacher `{}`: {} (after {} attempts)",
+                            self.label, f.error, f.attempts
+                        )),
+                    })
+                    .collect();
+                while group.len() < n {
+                    group.push(Written::Failed(format!(
+                        "teacher `{}` returned no reply",
+                        self.label
+                    )));
+                }
+                group
             })
             .collect())
     }
 }
 
-/// A local teacher (untrained, or trained weights from a checkpoint): one instruction per query,
+/// A local teacher (untrained, or trained weights from a checkpoint): instructions per query
 /// sampled from its [`Policy`] with the teacher's prompt templates and sampling parameters.
 /// Seeded: the `n`-th call draws from `derive_seed(seed, n, 2)`, so an evaluation is repeatable.
 pub struct PolicyTeacher<P> {
@@ -184,6 +234,16 @@ impl<P: Policy> InstructionWriter for PolicyTeacher<P> {
         self.label.clone()
     }
     fn write(&mut self, queries: &[Query]) -> Result<Vec<Written>> {
+        Ok(self
+            .write_n(queries, 1)?
+            .into_iter()
+            .map(|mut g| g.pop().expect("write_n gives n >= 1 outcomes per query"))
+            .collect())
+    }
+    /// A group of `n` instructions per query from one sampling call (each prompt prefilled
+    /// once, as in training).
+    fn write_n(&mut self, queries: &[Query], n: usize) -> Result<Vec<Vec<Written>>> {
+        let n = n.max(1);
         let ctx = |e: crate::Error| wst_core::Error::other(format!("teacher {}", self.label), e);
         let mut prompts = Vec::with_capacity(queries.len());
         for q in queries {
@@ -193,20 +253,32 @@ impl<P: Policy> InstructionWriter for PolicyTeacher<P> {
         let seed = derive_seed(self.seed, self.calls, 2);
         self.calls += 1;
         let draw = Draw {
-            n: 1,
+            n,
             params: &self.sampling,
             seed,
         };
         let groups = self.policy.sample(&prompts, draw).map_err(ctx)?;
         Ok(groups
             .into_iter()
-            .map(|g| match g.into_iter().next() {
-                Some(s) => Written::Instruction(Instruction {
-                    text: s.text,
-                    num_tokens: s.tokens.len(),
-                    truncated: s.truncated,
-                }),
-                None => Written::Failed(format!("teacher `{}` sampled nothing", self.label)),
+            .map(|g| {
+                let mut group: Vec<Written> = g
+                    .into_iter()
+                    .take(n)
+                    .map(|s| {
+                        Written::Instruction(Instruction {
+                            text: s.text,
+                            num_tokens: s.tokens.len(),
+                            truncated: s.truncated,
+                        })
+                    })
+                    .collect();
+                while group.len() < n {
+                    group.push(Written::Failed(format!(
+                        "teacher `{}` sampled nothing",
+                        self.label
+                    )));
+                }
+                group
             })
             .collect())
     }
@@ -223,15 +295,41 @@ fn mismatch(label: &str, what: String) -> wst_core::Error {
     wst_core::Error::other(format!("condition `{label}`"), Mismatch(what))
 }
 
-/// Runs one condition over `queries`: instructions in batches of `batch` queries, `k` replies
-/// per query, every completed reply scored. A query whose instruction could not be written
-/// gives `k` failed samples (the student is not asked).
+/// How much each held-out query gets in one condition: `instructions` instructions written for
+/// it (`eval.instructions`, M) and `replies` student replies to each (`eval.samples`, K).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PerQuery {
+    /// Instructions written per query (M >= 1; the student-alone condition asks M times too).
+    pub instructions: usize,
+    /// Student replies per instruction (K >= 1).
+    pub replies: usize,
+}
+
+impl PerQuery {
+    /// One instruction per query and `k` replies to it.
+    pub fn replies(k: usize) -> Self {
+        PerQuery {
+            instructions: 1,
+            replies: k,
+        }
+    }
+
+    /// Samples per query: `M x K`.
+    pub fn samples(&self) -> usize {
+        self.instructions.max(1) * self.replies.max(1)
+    }
+}
+
+/// Runs one condition over `queries`: instructions in batches of `batch` queries (`M` per query),
+/// `K` replies per instruction, every completed reply scored. Sample `j * K + i` of a query is
+/// reply `i` to its instruction `j`. An instruction that could not be written gives `K` failed
+/// samples (the student is not asked for it).
 pub fn evaluate<W, S, R>(
     writer: &mut W,
     student: &mut S,
     reward: &mut WeightedReward<R>,
     queries: &[Query],
-    k: usize,
+    per: PerQuery,
     sampling: &SamplingParams,
     batch: usize,
 ) -> Result<Vec<EvalSample>>
@@ -241,27 +339,35 @@ where
     R: Reward,
 {
     let label = writer.label();
-    let mut out = Vec::with_capacity(queries.len() * k);
+    let (m, k) = (per.instructions.max(1), per.replies.max(1));
+    let mut out = Vec::with_capacity(queries.len() * m * k);
     for chunk in queries.chunks(batch.max(1)) {
-        let written = writer.write(chunk)?;
-        if written.len() != chunk.len() {
+        let groups = writer.write_n(chunk, m)?;
+        if groups.len() != chunk.len() || groups.iter().any(|g| g.len() != m) {
             return Err(mismatch(
                 &label,
                 format!(
-                    "wrote {} instructions for {} queries",
-                    written.len(),
+                    "wrote {} instruction groups of sizes {:?} for {} queries and M = {m}",
+                    groups.len(),
+                    groups.iter().map(Vec::len).collect::<Vec<_>>(),
                     chunk.len()
                 ),
             ));
         }
-        let asked: Vec<usize> = (0..chunk.len())
-            .filter(|&i| !matches!(written[i], Written::Failed(_)))
+        // (query of the chunk, instruction index, what was written), query-major.
+        let written: Vec<(&Query, usize, Written)> = chunk
+            .iter()
+            .zip(groups)
+            .flat_map(|(q, g)| g.into_iter().enumerate().map(move |(j, w)| (q, j, w)))
+            .collect();
+        let asked: Vec<usize> = (0..written.len())
+            .filter(|&i| !matches!(written[i].2, Written::Failed(_)))
             .collect();
         let requests: Vec<StudentRequest<'_>> = asked
             .iter()
             .map(|&i| StudentRequest {
-                query: &chunk[i],
-                instruction: written[i].instruction().map(|m| m.text.as_str()),
+                query: written[i].0,
+                instruction: written[i].2.instruction().map(|m| m.text.as_str()),
                 k,
             })
             .collect();
@@ -280,13 +386,13 @@ where
                 ),
             ));
         }
-        // Replies per query of the chunk, `None` where the student was not asked.
-        let mut replies: Vec<Option<Vec<StudentReply>>> = vec![None; chunk.len()];
+        // Replies per written instruction, `None` where the student was not asked.
+        let mut replies: Vec<Option<Vec<StudentReply>>> = vec![None; written.len()];
         for (&i, r) in asked.iter().zip(answered.drain(..)) {
             replies[i] = Some(r);
         }
         let mut inputs = Vec::new();
-        for ((query, w), rs) in chunk.iter().zip(&written).zip(&replies) {
+        for ((query, _, w), rs) in written.iter().zip(&replies) {
             let m1 = w.instruction();
             for r in rs.iter().flatten() {
                 if let Some(reply) = r.as_text() {
@@ -298,7 +404,7 @@ where
             }
         }
         let mut scores = reward.score_scalar(&inputs)?.into_iter();
-        for ((query, w), rs) in chunk.iter().zip(&written).zip(&replies) {
+        for ((query, j, w), rs) in written.iter().zip(&replies) {
             let m1 = w.instruction();
             let leaked = m1.is_some_and(|m| {
                 query
@@ -309,7 +415,7 @@ where
             let sample = |i: usize| EvalSample {
                 condition: label.clone(),
                 query_id: query.id.clone(),
-                sample: i as u32,
+                sample: (j * k + i) as u32,
                 instruction: m1.map(|m| m.text.clone()),
                 answer_in_instruction: leaked,
                 reply: None,
@@ -383,7 +489,7 @@ mod tests {
         batch: usize,
     ) -> Vec<EvalSample> {
         let s = SamplingParams::default();
-        evaluate(writer, student, reward, qs, k, &s, batch).unwrap()
+        evaluate(writer, student, reward, qs, PerQuery::replies(k), &s, batch).unwrap()
     }
 
     struct Fixed(&'static str);
@@ -495,5 +601,130 @@ mod tests {
         assert_eq!(r.condition("guess").unwrap().problems, 2);
         let c = r.comparison("api", "guess").unwrap();
         assert_eq!((c.problems, c.mean), (2, 1.0));
+    }
+
+    /// Writes "add carefully then it is <answer>" on even draws and "guess" on odd ones, through
+    /// the default `write_n` (each query repeated M times).
+    struct Alternating(usize);
+    impl InstructionWriter for Alternating {
+        fn label(&self) -> String {
+            "alternating".into()
+        }
+        fn write(&mut self, queries: &[Query]) -> Result<Vec<Written>> {
+            Ok(queries
+                .iter()
+                .map(|q| {
+                    self.0 += 1;
+                    let text = if self.0 % 2 == 1 {
+                        format!(
+                            "add carefully then it is {}",
+                            q.reference.as_deref().unwrap()
+                        )
+                    } else {
+                        "guess".into()
+                    };
+                    Written::Instruction(Instruction::from_text(text))
+                })
+                .collect())
+        }
+    }
+
+    #[test]
+    fn several_instructions_per_query_are_each_answered_k_times() {
+        let qs = queries(3);
+        let (mut student, mut reward) = (mock(), exact());
+        let per = PerQuery {
+            instructions: 2,
+            replies: 3,
+        };
+        assert_eq!(per.samples(), 6);
+        let s = SamplingParams::default();
+        let out = evaluate(
+            &mut Alternating(0),
+            &mut student,
+            &mut reward,
+            &qs,
+            per,
+            &s,
+            2,
+        )
+        .unwrap();
+        assert_eq!(out.len(), 18);
+        assert_eq!(student.replies, 18);
+        for q in &qs {
+            let mut rows: Vec<&EvalSample> = out.iter().filter(|x| x.query_id == q.id).collect();
+            rows.sort_by_key(|x| x.sample);
+            assert_eq!(
+                rows.iter().map(|x| x.sample).collect::<Vec<_>>(),
+                (0..6).collect::<Vec<u32>>()
+            );
+            // Samples 0-2 answer instruction 0 (the careful one), 3-5 instruction 1.
+            for x in &rows[..3] {
+                assert!(x
+                    .instruction
+                    .as_deref()
+                    .unwrap()
+                    .starts_with("add carefully"));
+                assert!(x.answer_in_instruction);
+                assert_eq!(x.reward, Some(1.0));
+            }
+            for x in &rows[3..] {
+                assert_eq!(x.instruction.as_deref(), Some("guess"));
+                assert!(!x.answer_in_instruction);
+                assert_eq!(x.reward, Some(0.0));
+            }
+        }
+        let sum = summarize(&out, &[], Some((0.0, 1.0))).conditions;
+        assert_eq!(sum[0].replies, 18);
+        assert_eq!(sum[0].mean, 0.5);
+        assert_eq!(
+            sum[0].answer_in_instruction, 0.5,
+            "the share of instructions, not of problems with any leak"
+        );
+    }
+
+    /// A local teacher draws its M instructions for a query as one group: M of them, seeded,
+    /// and its one-instruction `write` is the same draw as `write_n(.., 1)`.
+    #[test]
+    fn a_local_teacher_draws_a_group_of_instructions_per_query() {
+        use crate::tiny::{TinyConfig, TinyPolicy};
+        use wst_core::TemplatePreset;
+        let words = [
+            "add",
+            "the",
+            "numbers",
+            "carefully",
+            "guess",
+            "check",
+            "twice",
+        ];
+        let teacher = || {
+            PolicyTeacher::new(
+                "tiny",
+                TinyPolicy::new(&TinyConfig::new(&words, 3)),
+                PromptTemplates::new(TemplatePreset::Arith.texts()).unwrap(),
+                SamplingParams {
+                    max_new_tokens: 8,
+                    ..SamplingParams::default()
+                },
+                11,
+            )
+        };
+        let qs = queries(2);
+        let groups = crate::seeded(0, || teacher().write_n(&qs, 4).unwrap());
+        assert_eq!(groups.len(), 2);
+        for g in &groups {
+            assert_eq!(g.len(), 4);
+            let texts: std::collections::BTreeSet<&str> = g
+                .iter()
+                .map(|w| w.instruction().unwrap().text.as_str())
+                .collect();
+            assert!(texts.len() > 1, "four draws, one text: {g:?}");
+        }
+        let again = crate::seeded(0, || teacher().write_n(&qs, 4).unwrap());
+        assert_eq!(groups, again, "seeded");
+        let one = crate::seeded(0, || teacher().write(&qs).unwrap());
+        let one_n = crate::seeded(0, || teacher().write_n(&qs, 1).unwrap());
+        assert_eq!(one, one_n.into_iter().flatten().collect::<Vec<_>>());
     }
 }

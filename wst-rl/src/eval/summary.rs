@@ -21,7 +21,7 @@ pub struct ConditionSummary {
     pub unscored: usize,
     /// Completed (scored) replies, over all problems.
     pub replies: usize,
-    /// Failed samples (failed replies, and `K` per query whose instruction failed).
+    /// Failed samples (failed replies, and `K` per instruction that could not be written).
     pub failures: usize,
     /// Mean of the per-problem mean scores.
     pub mean: f64,
@@ -31,7 +31,9 @@ pub struct ConditionSummary {
     pub ci_hi: f64,
     /// Mean of each reward component over the scored replies of the problems of the mean.
     pub components: BTreeMap<String, f64>,
-    /// Share of the problems of the mean whose instruction contains the reference answer.
+    /// Share of the instructions that contain the reference answer: each problem's share of its
+    /// samples whose instruction held it, averaged over the problems of the mean (with one
+    /// instruction per problem, the share of problems).
     pub answer_in_instruction: f64,
 }
 
@@ -81,7 +83,9 @@ impl EvalReport {
 struct Problem {
     sum: f64,
     scored: usize,
-    leaked: bool,
+    /// Samples, and those whose instruction contained the answer.
+    seen: usize,
+    leaked: usize,
 }
 
 /// Summaries of `samples`, with the paired differences `pairs` (`(a, b)` labels: `a - b`).
@@ -99,7 +103,8 @@ pub fn summarize(samples: &[EvalSample], pairs: &[(String, String)], bounds: Bou
             .or_default()
             .entry(&s.query_id)
             .or_default();
-        p.leaked |= s.answer_in_instruction;
+        p.seen += 1;
+        p.leaked += usize::from(s.answer_in_instruction);
         if let Some(r) = s.reward {
             p.sum += r;
             p.scored += 1;
@@ -132,7 +137,15 @@ pub fn summarize(samples: &[EvalSample], pairs: &[(String, String)], bounds: Bou
                     c.1 += 1;
                 }
             }
-            let leaked = common.iter().filter(|q| per[cond][*q].leaked).count();
+            // Each problem's share of samples whose instruction held the answer (its share of
+            // instructions, as every instruction gets the same number of replies).
+            let leaked: f64 = common
+                .iter()
+                .map(|q| {
+                    let p = &per[cond][*q];
+                    p.leaked as f64 / p.seen.max(1) as f64
+                })
+                .sum();
             ConditionSummary {
                 condition: cond.to_string(),
                 problems: common.len(),
@@ -146,7 +159,7 @@ pub fn summarize(samples: &[EvalSample], pairs: &[(String, String)], bounds: Bou
                     .into_iter()
                     .map(|(k, (s, n))| (k, s / n.max(1) as f64))
                     .collect(),
-                answer_in_instruction: leaked as f64 / common.len().max(1) as f64,
+                answer_in_instruction: leaked / common.len().max(1) as f64,
             }
         })
         .collect();
