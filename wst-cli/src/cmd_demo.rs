@@ -22,13 +22,14 @@ const QUICK: &[&str] = &[
     "run.save_every=3",
     "grpo.batch_size=4",
     "eval.limit=12",
-    "eval.samples=2",
+    "eval.instructions=2",
+    "eval.samples=1",
 ];
 
 /// `wst demo`.
 #[derive(Args, Debug)]
 pub struct DemoArgs {
-    /// A 2-minute version: 3 steps, 12 held-out problems, 2 samples each.
+    /// A 2-minute version: 3 steps, 12 held-out problems, 2 instructions each.
     #[arg(long)]
     pub quick: bool,
     /// Override a key of the embedded config (repeatable), e.g. `--set run.steps=40`.

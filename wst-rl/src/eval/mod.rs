@@ -47,6 +47,27 @@ impl Written {
     }
 }
 
+/// The first outcome of each group (a writer's `write` through its `write_n(.., 1)`).
+fn first_of_each(groups: Vec<Vec<Written>>) -> Vec<Written> {
+    groups
+        .into_iter()
+        .map(|g| {
+            g.into_iter()
+                .next()
+                .unwrap_or_else(|| Written::Failed("no instruction written".into()))
+        })
+        .collect()
+}
+
+/// `group` cut or filled to `n` outcomes, a missing one a failure saying `why`.
+fn padded(mut group: Vec<Written>, n: usize, why: impl Fn() -> String) -> Vec<Written> {
+    group.truncate(n);
+    while group.len() < n {
+        group.push(Written::Failed(why()));
+    }
+    group
+}
+
 /// Writes one instruction per query: the thing an evaluation condition varies.
 pub trait InstructionWriter {
     /// Label of the condition in tables and plots (e.g. `trained teacher`).
@@ -148,11 +169,7 @@ impl<S: Student> InstructionWriter for StudentTeacher<S> {
         self.label.clone()
     }
     fn write(&mut self, queries: &[Query]) -> Result<Vec<Written>> {
-        Ok(self
-            .write_n(queries, 1)?
-            .into_iter()
-            .map(|mut g| g.pop().expect("write_n gives n >= 1 outcomes per query"))
-            .collect())
+        Ok(first_of_each(self.write_n(queries, 1)?))
     }
     /// One request per query for `n` replies (the API's `n`, so a seeded server draws `n`
     /// different instructions rather than one `n` times).
@@ -170,9 +187,8 @@ impl<S: Student> InstructionWriter for StudentTeacher<S> {
         Ok(replies
             .into_iter()
             .map(|r| {
-                let mut group: Vec<Written> = r
+                let group = r
                     .into_iter()
-                    .take(n)
                     .map(|reply| match reply {
                         StudentReply::Completed(c) => Written::Instruction(Instruction {
                             text: c.text.trim().to_string(),
@@ -185,13 +201,9 @@ impl<S: Student> InstructionWriter for StudentTeacher<S> {
                         )),
                     })
                     .collect();
-                while group.len() < n {
-                    group.push(Written::Failed(format!(
-                        "teacher `{}` returned no reply",
-                        self.label
-                    )));
-                }
-                group
+                padded(group, n, || {
+                    format!("teacher `{}` returned no reply", self.label)
+                })
             })
             .collect())
     }
@@ -234,11 +246,7 @@ impl<P: Policy> InstructionWriter for PolicyTeacher<P> {
         self.label.clone()
     }
     fn write(&mut self, queries: &[Query]) -> Result<Vec<Written>> {
-        Ok(self
-            .write_n(queries, 1)?
-            .into_iter()
-            .map(|mut g| g.pop().expect("write_n gives n >= 1 outcomes per query"))
-            .collect())
+        Ok(first_of_each(self.write_n(queries, 1)?))
     }
     /// A group of `n` instructions per query from one sampling call (each prompt prefilled
     /// once, as in training).
@@ -261,9 +269,8 @@ impl<P: Policy> InstructionWriter for PolicyTeacher<P> {
         Ok(groups
             .into_iter()
             .map(|g| {
-                let mut group: Vec<Written> = g
+                let group = g
                     .into_iter()
-                    .take(n)
                     .map(|s| {
                         Written::Instruction(Instruction {
                             text: s.text,
@@ -272,13 +279,9 @@ impl<P: Policy> InstructionWriter for PolicyTeacher<P> {
                         })
                     })
                     .collect();
-                while group.len() < n {
-                    group.push(Written::Failed(format!(
-                        "teacher `{}` sampled nothing",
-                        self.label
-                    )));
-                }
-                group
+                padded(group, n, || {
+                    format!("teacher `{}` sampled nothing", self.label)
+                })
             })
             .collect())
     }
