@@ -6,6 +6,11 @@ Per step: for each micro-batch, the decoder's hidden states with gradients, the 
 the completion tokens, the surrogate loss -sum(exp(lp - lp.detach()) * A) / tokens, backward;
 then clip_grad_norm_(1.0) and torch.optim.AdamW (foreach, the default) at lr 1e-6. Prints one JSON
 line: seconds per step (median), tokens/s and the peak resident set (VmHWM) of the process.
+
+--bf16: the model's weights in bf16 for the forward and backward (as a bf16 teacher in wst) and an
+f32 master copy of every weight in AdamW: after backward the bf16 gradients are copied into the
+masters' f32 gradients, clipped and stepped there, and the masters are copied back into the bf16
+weights (the usual bf16-with-f32-master recipe of Megatron or DeepSpeed, in plain PyTorch).
 """
 
 import argparse
@@ -85,18 +90,29 @@ def main():
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--iters", type=int, default=3)
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--bf16", action="store_true")
     a = ap.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     model = Decoder(49152, 576, 30, 9, 3, 1536, 100000.0, 1e-5)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-6, weight_decay=0.01)
+    params = list(model.parameters())
+    if a.bf16:
+        masters = [p.detach().clone() for p in params]
+        model.to(torch.bfloat16)
+        model.inv_freq = model.inv_freq.float()  # rotary frequencies stay f32, as in wst
+        params = list(model.parameters())
+    else:
+        masters = params
+    opt = torch.optim.AdamW(masters, lr=1e-6, weight_decay=0.01)
     ids = torch.randint(100, 30000, (a.batch, a.seq))
     adv = torch.randn(a.batch)
     tokens = a.batch * (a.seq - a.prompt_len)
 
     def step():
         opt.zero_grad(set_to_none=True)
+        for p in params:
+            p.grad = None
         total = 0.0
         for s in range(0, a.batch, a.micro_batch):
             x = ids[s : s + a.micro_batch]
@@ -106,8 +122,15 @@ def main():
             loss = -((lp - lp.detach()).exp() * adv[s : s + a.micro_batch, None]).sum() / tokens
             loss.backward()
             total += loss.detach()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        if a.bf16:
+            for m, p in zip(masters, params):
+                m.grad = p.grad.float() if p.grad is not None else None
+        torch.nn.utils.clip_grad_norm_(masters, 1.0)
         opt.step()
+        if a.bf16:
+            with torch.no_grad():
+                for m, p in zip(masters, params):
+                    p.copy_(m)
         return float(total)
 
     for _ in range(a.warmup):
@@ -122,6 +145,7 @@ def main():
         json.dumps(
             {
                 "bench": "train-step-torch",
+                "dtype": "bf16" if a.bf16 else "f32",
                 "batch": a.batch,
                 "seq": a.seq,
                 "seconds": secs,
