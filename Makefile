@@ -23,7 +23,7 @@ demo:
 	$(ENV) cargo build -p wst-cli --locked
 	$(ENV) target/debug/wst demo $(DEMO_ARGS)
 
-## The 2-minute version of the demo.
+## A 1-minute smoke run of the demo (3 steps: too few to show the effect).
 demo-quick:
 	$(MAKE) demo DEMO_ARGS=--quick
 

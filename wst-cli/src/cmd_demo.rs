@@ -16,7 +16,7 @@ use crate::cmd_train;
 /// The embedded default config (`configs/demo.toml`).
 pub const DEMO_CONFIG: &str = include_str!("../../configs/demo.toml");
 
-/// Overrides of `--quick`: a 2-minute version (fewer steps, problems and samples).
+/// Overrides of `--quick`: a 1-minute smoke run (fewer steps, problems and instructions).
 const QUICK: &[&str] = &[
     "run.steps=3",
     "run.save_every=3",
@@ -29,7 +29,8 @@ const QUICK: &[&str] = &[
 /// `wst demo`.
 #[derive(Args, Debug)]
 pub struct DemoArgs {
-    /// A 2-minute version: 3 steps, 12 held-out problems, 2 instructions each.
+    /// A 1-minute smoke run: 3 steps (too few to show the effect), 12 held-out problems, 2
+    /// instructions each.
     #[arg(long)]
     pub quick: bool,
     /// Override a key of the embedded config (repeatable), e.g. `--set run.steps=40`.

@@ -358,16 +358,29 @@ impl<'a> Trainer<'a> {
             ));
             bar.inc(1);
             if self.step_lines {
+                // The time left at the mean step time of this process so far (the first step
+                // also computes baselines, so this reads a little high early on).
+                let timed = out
+                    .iter()
+                    .map(|x: &crate::StepMetrics| x.t_step)
+                    .sum::<f64>()
+                    + m.t_step;
+                let left = timed / (out.len() + 1) as f64 * total.saturating_sub(self.step) as f64;
                 eprintln!(
                     "step {}/{total}: reward {:.3}  uplift {:+.3}  instruction {:.1} tokens  \
-                     tied {}/{}  {:.1} s",
+                     tied {}/{}  {:.1} s{}",
                     self.step,
                     m.reward,
                     m.uplift,
                     m.instruction_tokens,
                     m.tied_groups,
                     m.groups,
-                    m.t_step
+                    m.t_step,
+                    if self.step < total {
+                        format!("  (about {:.1} min of training left)", left / 60.0)
+                    } else {
+                        String::new()
+                    }
                 );
             }
             out.push(m);
