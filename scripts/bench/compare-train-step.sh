@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # GRPO train step of wst (`wst bench train-step`, the update function `wst train` runs) against
 # PyTorch eager (scripts/bench/train_step_torch.py: the same surrogate, clip_grad_norm_ and
-# torch.optim.AdamW) on the same shapes: SmolLM2-135M, random weights, f32 (WST_BENCH_DTYPE) on the CPU. Both run in
-# this one call, back to back per shape; prints each side's time and peak memory, the ratio last.
+# torch.optim.AdamW) on the same shapes: SmolLM2-135M, random weights, f32 (or WST_BENCH_DTYPE)
+# on the CPU. Both run in this one call, back to back per shape; prints each side's time and peak
+# memory, the ratio last.
 #   WST_BENCH_SHAPES="2x16:8 8x96:32"  (batch x seq : prompt tokens)   WST_BENCH_ITERS=3
 #   WST_BENCH_GROUP=1  (consecutive sequences sharing their prompt, as a GRPO group; wst runs a
 #   shared prompt once per micro-batch, the reference runs every row whole either way)

@@ -288,3 +288,55 @@ print("OK", sum(len(r) for r in a), "replies equal")
     );
     assert!(text(&out).0.starts_with("OK"), "{}", text(&out).0);
 }
+
+/// `eval.instructions = M` against a real OpenAI-compatible server: `wst serve` is both the API
+/// teacher (seeded) and the student. The teacher gets one request per problem for `n = M`, so a
+/// problem's M instructions are M draws; M separate requests with the one seed would repeat a
+/// single instruction M times.
+#[test]
+fn a_served_api_teacher_writes_m_different_instructions_per_problem() {
+    let model = tiny_model();
+    let served = Server::start(&["--model", &model]);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = tiny_config(dir.path());
+    let quoted = model.replace('\\', "\\\\");
+    let sets = [
+        "student.kind=\"openai\"".to_string(),
+        format!("student.base_urls=[\"{}\"]", served.url()),
+        format!("student.model=\"{quoted}\""),
+        "student.max_retries=0".into(),
+        "teacher.sampling.seed=5".into(),
+        "eval.limit=3".into(),
+        "eval.instructions=3".into(),
+        "eval.samples=1".into(),
+    ];
+    let out = wst()
+        .args(["eval", "--config"])
+        .arg(&cfg)
+        .args(sets.iter().flat_map(|s| ["--set", s.as_str()]))
+        .arg("--conditions")
+        .arg(format!("none,api-teacher:{model}@{}=api", served.url()))
+        .arg("--out")
+        .arg(dir.path().join("eval"))
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("| api | 3 | 9 | 0 |"), "{stdout}");
+    let script = [
+        "import sys, pyarrow.parquet as pq",
+        "api = [r for r in pq.read_table(sys.argv[1]).to_pylist() if r['condition'] == 'api']",
+        "for q in sorted({r['query_id'] for r in api}):",
+        "    rows = sorted((r['sample'], r['instruction']) for r in api if r['query_id'] == q)",
+        "    assert [s for s, _ in rows] == [0, 1, 2], (q, rows)",
+        "    assert len({m for _, m in rows}) > 1, ('one instruction repeated', q, rows)",
+        "print('OK', len(api))",
+    ];
+    let check = run_ok(
+        Command::new(python_with(&["pyarrow"]))
+            .arg("-c")
+            .arg(script.join("\n"))
+            .arg(dir.path().join("eval/samples.parquet")),
+    );
+    assert_eq!(text(&check).0.trim(), "OK 9");
+}

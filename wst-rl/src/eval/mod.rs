@@ -343,7 +343,7 @@ where
 {
     let label = writer.label();
     let (m, k) = (per.instructions.max(1), per.replies.max(1));
-    let mut out = Vec::with_capacity(queries.len() * m * k);
+    let mut out = Vec::with_capacity(queries.len() * per.samples());
     for chunk in queries.chunks(batch.max(1)) {
         let groups = writer.write_n(chunk, m)?;
         if groups.len() != chunk.len() || groups.iter().any(|g| g.len() != m) {
