@@ -4,7 +4,9 @@
 # torch.optim.AdamW) on the same shapes: SmolLM2-135M, random weights, f32 (or WST_BENCH_DTYPE)
 # on the CPU. Both run in this one call, back to back per shape; prints each side's time and peak
 # memory, the ratio last.
-#   WST_BENCH_SHAPES="2x16:8 8x96:32"  (batch x seq : prompt tokens)   WST_BENCH_ITERS=3
+#   WST_BENCH_SHAPES="2x16:8 8x96:32"  (batch x seq : prompt tokens)   WST_BENCH_ITERS=5
+#   WST_BENCH_WARMUP=3  (untimed steps first, on both sides: PyTorch's steps take 3-5 steps to
+#   settle on the CPU, 0.5-0.8 s at 2x16 before 0.48 s, so a single warm-up step flatters wst)
 #   WST_BENCH_GROUP=1  (consecutive sequences sharing their prompt, as a GRPO group; wst runs a
 #   shared prompt once per micro-batch, the reference runs every row whole either way)
 #   WST_BENCH_DTYPE=f32  (bf16: wst's bf16 weights with f32 masters against the same recipe in
@@ -21,7 +23,8 @@ case "$dtype" in
   bf16) torch_dtype=(--bf16) ;;
   *) echo "WST_BENCH_DTYPE must be f32 or bf16, not $dtype" >&2; exit 2 ;;
 esac
-iters=${WST_BENCH_ITERS:-3}
+iters=${WST_BENCH_ITERS:-5}
+warmup=${WST_BENCH_WARMUP:-3}
 . scripts/bench/wst-bin.sh
 wst_bin release
 out=$(mktemp -d)
@@ -32,10 +35,10 @@ for shape in $shapes; do
   echo "[bench] $b x $s (prompt $prompt): wst..." >&2
   "$WST_BIN" bench train-step --preset smollm2-135m --device cpu --dtype "$dtype" --batch "$b" \
     --seq "$s" --prompt-len "$prompt" --micro-batch "$b" --group "${WST_BENCH_GROUP:-1}" \
-    --iters "$iters" --json >>"$out/wst.jsonl"
+    --warmup "$warmup" --iters "$iters" --json >>"$out/wst.jsonl"
   echo "[bench] $b x $s (prompt $prompt): pytorch eager..." >&2
   "$WST_PYTHON" -W ignore scripts/bench/train_step_torch.py --batch "$b" --seq "$s" \
-    --prompt-len "$prompt" --micro-batch "$b" --iters "$iters" "${torch_dtype[@]}" >>"$out/torch.jsonl"
+    --prompt-len "$prompt" --micro-batch "$b" --warmup "$warmup" --iters "$iters" "${torch_dtype[@]}" >>"$out/torch.jsonl"
 done
 python3 - "$out/wst.jsonl" "$out/torch.jsonl" <<'PY'
 import json, sys

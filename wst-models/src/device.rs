@@ -39,6 +39,35 @@ pub fn torch_info() -> String {
     )
 }
 
+/// Makes glibc's allocator keep the memory libtorch frees for its next allocations, where by
+/// default it unmaps blocks above a threshold that it moves as blocks come and go, so a training
+/// step's activations and gradients are faulted in afresh, page by page, on most steps: allocations
+/// up to 32 MiB (the largest glibc allows) come from the heap, and freed memory at its top is kept
+/// up to 2 GiB. The process's peak memory is unchanged (it holds what it held at its peak).
+///
+/// Measured on a 2-core Zen 5 (`wst bench train-step`, SmolLM2-135M shape, f32, 2 x 16): page
+/// faults over 10 steps 1.68 M -> 0.92 M, seconds a step 0.47 with a spread of 0.41-0.54 ->
+/// 0.39 (0.38-0.40). Call it once at start, before the first tensor; a process that embeds wst
+/// may prefer its own allocator settings. Does nothing outside glibc.
+#[allow(unsafe_code)] // one FFI call into glibc, below
+pub fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        use std::os::raw::c_int;
+        extern "C" {
+            fn mallopt(param: c_int, value: c_int) -> c_int;
+        }
+        const M_TRIM_THRESHOLD: c_int = -1;
+        const M_MMAP_THRESHOLD: c_int = -3;
+        // SAFETY: mallopt only sets allocator parameters; glibc validates the values and
+        // returns 0 for one it refuses, which leaves that parameter as it was.
+        unsafe {
+            mallopt(M_MMAP_THRESHOLD, 32 << 20);
+            mallopt(M_TRIM_THRESHOLD, c_int::MAX);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -79,7 +79,7 @@ pub use cuda_graph::{
     CudaGraph,
 };
 pub use decoder::{lora, target_logprobs, DecoderLm, KvCache};
-pub use device::{cuda_device_count, select_device, torch_info};
+pub use device::{cuda_device_count, keep_freed_memory, select_device, torch_info};
 pub use error::{BoxError, Error, Result};
 pub use generate::{distinct_rows, sample, shared_prefix_len, Generation, Generator};
 pub use gpt2::{GPT2ForSequenceClassification, Gpt2Config};
