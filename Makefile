@@ -15,7 +15,7 @@ test:
 	WST_CPU_BF16=$${WST_CPU_BF16:-0} $(ENV) cargo test --workspace --all-features --locked
 
 ## The main job: WST on the embedded arithmetic task with SmolLM2 as teacher and student, on
-## the CPU (3.4 minutes on 2 AMD Zen 5 cores with AVX512-BF16, up to about 9 on slower ones; longer in f32), ending with the held-out evaluation table.
+## the CPU (3.0 minutes on 2 AMD Zen 5 cores with AVX512-BF16, up to about 9 on slower ones; longer in f32), ending with the held-out evaluation table.
 ## DEMO_ARGS passes flags through, e.g. `make demo DEMO_ARGS=--quick`. It runs the dev build
 ## (the one `make test` compiles; our crates at opt-level 1): the time goes to libtorch, and a
 ## newcomer does not pay a second, 15-minute release build of the dependencies.

@@ -41,9 +41,11 @@ pub struct DemoArgs {
     pub print_config: bool,
 }
 
-/// Seconds per unit of work on 2 CPU cores, measured on the demo (SmolLM2-135M): one
+/// Seconds per unit of work on 2 CPU cores, measured on the demo (SmolLM2-135M) on 2 AMD Zen 5
+/// cores (metrics.jsonl's `t_teacher_gen`, `t_student` and `t_update` over its 12 steps): one
 /// teacher-sampled instruction, one student reply, and one teacher sequence through the update,
-/// in f32 and in bf16 (dtype `auto` on a CPU with AVX512-BF16).
+/// in f32 and in bf16 (dtype `auto` on a CPU with AVX512-BF16). An older CPU is slower: the
+/// Zen 4 these were first measured on took 2.5-4x as long.
 struct UnitSecs {
     instruction: f64,
     reply: f64,
@@ -51,19 +53,19 @@ struct UnitSecs {
 }
 
 const F32_SECS: UnitSecs = UnitSecs {
-    instruction: 0.15,
-    reply: 0.26,
-    update_row: 0.32,
+    instruction: 0.060,
+    reply: 0.12,
+    update_row: 0.10,
 };
 
 const BF16_SECS: UnitSecs = UnitSecs {
-    instruction: 0.10,
-    reply: 0.14,
-    update_row: 0.19,
+    instruction: 0.037,
+    reply: 0.056,
+    update_row: 0.068,
 };
 
 /// Loading both models, checkpoints and the evaluation's teacher loads.
-const FIXED_SECS: f64 = 60.0;
+const FIXED_SECS: f64 = 10.0;
 
 fn unit_secs(dtype: wst_core::DType) -> &'static UnitSecs {
     match wst_models::dtype_kind(dtype, tch::Device::Cpu) {
@@ -72,7 +74,7 @@ fn unit_secs(dtype: wst_core::DType) -> &'static UnitSecs {
     }
 }
 
-/// A rough duration of `cfg` on 2 CPU cores, in seconds.
+/// A rough duration of `cfg` on 2 Zen 5 CPU cores, in seconds.
 pub fn estimate_secs(cfg: &Config) -> f64 {
     let (teacher, student) = (unit_secs(cfg.teacher.dtype), unit_secs(cfg.student.dtype));
     let b = cfg.grpo.batch_size as f64;
@@ -148,7 +150,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
         cfg.eval.samples
     );
     println!(
-        "  estimated time: about {:.0} minutes on 2 cores (run folder {})",
+        "  estimated time: about {:.0} minutes on 2 Zen 5 cores, longer on older CPUs (run folder {})",
         (est / 60.0).ceil(),
         run_dir.display()
     );

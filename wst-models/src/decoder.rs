@@ -110,6 +110,11 @@ impl std::fmt::Debug for DecoderLm {
 ///   against 22 ms a step), so f32 takes it up to 32 rows and bf16 up to 16.
 /// - Elsewhere (measured on AMD CPUs, AVX2 and Zen 4): it is 1.1-1.9x faster at 16-96 rows and
 ///   slower only from about 1024 rows, so up to 256 rows take it.
+/// - Except bf16 on AMD CPUs from family 26 (Zen 5, full-width AVX-512 and AVX512-BF16), where
+///   oneDNN's bf16 product is faster without it at every row count measured (at 16 rows: the
+///   head 364 against 210 GFLOP/s; `wst bench generate` at batch 16, bf16: 361-373 against
+///   281-313 tokens/s, at batch 64 even), so bf16 never takes it there. f32 keeps 256 rows
+///   there (at 16 rows still faster: 82 against 63 GFLOP/s for the head).
 ///
 /// `WST_CPU_TRANSPOSED_ROWS=N` sets the limit for every dtype (0 turns the transposed product
 /// off), for measuring on a new CPU; a value that is not a whole number >= 0 is reported once
@@ -127,6 +132,8 @@ fn transposed_rows(kind: Kind) -> i64 {
         }
         if cpu_vendor_is_intel() {
             (32, 16)
+        } else if cpu_family() >= 26 {
+            (256, 0)
         } else {
             (256, 256)
         }
@@ -135,6 +142,25 @@ fn transposed_rows(kind: Kind) -> i64 {
         f32_rows
     } else {
         other_rows
+    }
+}
+
+/// The CPU's family (CPUID leaf 1: the base family, plus the extended family where the base is
+/// 15); 0 off x86-64.
+fn cpu_family() -> u32 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let eax = std::arch::x86_64::__cpuid(1).eax;
+        let base = (eax >> 8) & 0xf;
+        if base == 0xf {
+            base + ((eax >> 20) & 0xff)
+        } else {
+            base
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        0
     }
 }
 
@@ -998,6 +1024,21 @@ pub fn target_logprobs(logits: &Tensor, targets: &Tensor) -> Tensor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The CPU family read from CPUID is the one Linux reports.
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    #[test]
+    fn the_cpu_family_is_the_kernels() {
+        let info = std::fs::read_to_string("/proc/cpuinfo").expect("/proc/cpuinfo");
+        let family = info
+            .lines()
+            .find_map(|l| {
+                let (key, value) = l.split_once(':')?;
+                (key.trim() == "cpu family").then(|| value.trim().parse::<u32>().ok())?
+            })
+            .expect("a cpu family line");
+        assert_eq!(cpu_family(), family);
+    }
 
     /// The oneDNN route gives `Tensor::linear`'s projection and gradients (input, weight, bias)
     /// for a batched input, contiguous or a strided view, with and without a bias; and
