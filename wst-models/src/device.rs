@@ -45,9 +45,10 @@ pub fn torch_info() -> String {
 /// up to 32 MiB (the largest glibc allows) come from the heap, and freed memory at its top is kept
 /// up to 2 GiB. The process's peak memory is unchanged (it holds what it held at its peak).
 ///
-/// Measured on a 2-core Zen 5 (`wst bench train-step`, SmolLM2-135M shape, f32, 2 x 16): page
-/// faults over 10 steps 1.68 M -> 0.92 M, seconds a step 0.47 with a spread of 0.41-0.54 ->
-/// 0.39 (0.38-0.40). Call it once at start, before the first tensor; a process that embeds wst
+/// Measured on a 2-core Zen 5 (`wst bench train-step`, SmolLM2-135M shape, f32, three runs each,
+/// alternating): page faults of a 10-step 2 x 16 run 1.1-1.7 M -> 0.98 M; seconds a step at
+/// 2 x 16 0.43-0.50 -> 0.40-0.41, at 8 x 96 2.45-2.55 -> 2.32-2.34, peak memory +0.05 GiB.
+/// Call it once at start, before the first tensor; a process that embeds wst
 /// may prefer its own allocator settings. Does nothing outside glibc.
 #[allow(unsafe_code)] // one FFI call into glibc, below
 pub fn keep_freed_memory() {
