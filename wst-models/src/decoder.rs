@@ -130,9 +130,10 @@ fn transposed_rows(kind: Kind) -> i64 {
                 ),
             }
         }
-        if cpu_vendor_is_intel() {
+        let cpu = crate::cpu::cpu();
+        if cpu.intel {
             (32, 16)
-        } else if cpu_family() >= 26 {
+        } else if cpu.family >= 26 {
             (256, 0)
         } else {
             (256, 256)
@@ -142,42 +143,6 @@ fn transposed_rows(kind: Kind) -> i64 {
         f32_rows
     } else {
         other_rows
-    }
-}
-
-/// The CPU's family (CPUID leaf 1: the base family, plus the extended family where the base is
-/// 15); 0 off x86-64.
-fn cpu_family() -> u32 {
-    #[cfg(target_arch = "x86_64")]
-    {
-        let eax = std::arch::x86_64::__cpuid(1).eax;
-        let base = (eax >> 8) & 0xf;
-        if base == 0xf {
-            base + ((eax >> 20) & 0xff)
-        } else {
-            base
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        0
-    }
-}
-
-/// Whether the CPU says it is an Intel one (CPUID leaf 0's vendor string).
-fn cpu_vendor_is_intel() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        let r = std::arch::x86_64::__cpuid(0);
-        let mut vendor = [0u8; 12];
-        vendor[..4].copy_from_slice(&r.ebx.to_le_bytes());
-        vendor[4..8].copy_from_slice(&r.edx.to_le_bytes());
-        vendor[8..].copy_from_slice(&r.ecx.to_le_bytes());
-        &vendor == b"GenuineIntel"
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
     }
 }
 
@@ -209,23 +174,13 @@ fn onednn_rows() -> i64 {
                 ),
             }
         }
-        if tch::utils::has_mkldnn() && !cpu_vendor_is_intel() && cpu_has_avx512() {
+        let cpu = crate::cpu::cpu();
+        if tch::utils::has_mkldnn() && !cpu.intel && cpu.avx512f {
             64
         } else {
             0
         }
     })
-}
-
-fn cpu_has_avx512() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx512f")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
 }
 
 /// Whether an f32 CPU projection of `rows` rows by `w` `[out, in]` takes [`onednn_linear`],
@@ -246,9 +201,8 @@ fn takes_onednn(x: &Tensor, w: &Tensor, rows: i64, min: i64) -> bool {
 /// the output comes back channels-last, which is `[rows, out]` row-major. Differentiable
 /// (libtorch's convolution backward, through oneDNN as well).
 fn onednn_linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Tensor {
+    let (rows, k) = rows_and_width(x);
     let mut shape = x.size();
-    let k = shape[shape.len() - 1];
-    let rows = x.numel() as i64 / k.max(1);
     let out = w.size()[0];
     let image = x.contiguous().view([1, 1, rows, k]).permute([0, 3, 1, 2]);
     let y = image.mkldnn_convolution(&w.reshape([out, k, 1, 1]), b, [0, 0], [1, 1], [1, 1], 1);
@@ -262,19 +216,25 @@ fn onednn_linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Tensor {
 /// packed panels on every call (on an AMD CPU the copy took 40% of a batch-16 decoding step).
 /// In f32 from [`onednn_rows`] rows on, through oneDNN where MKL takes slower kernels.
 pub(crate) fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Tensor {
-    let k = x.size().last().copied().unwrap_or(0);
-    let rows = if k > 0 { x.numel() as i64 / k } else { 0 };
+    let (rows, _) = rows_and_width(x);
     if takes_onednn(x, w, rows, onednn_rows()) {
         return onednn_linear(x, w, b);
     }
     linear_up_to(x, w, b, transposed_rows(x.kind()))
 }
 
+/// `(rows, in)` of a projection's input `[..., in]`: the product of the leading dimensions and
+/// the last one (no rows when the last is 0).
+fn rows_and_width(x: &Tensor) -> (i64, i64) {
+    let k = x.size().last().copied().unwrap_or(0);
+    let rows = if k > 0 { x.numel() as i64 / k } else { 0 };
+    (rows, k)
+}
+
 /// [`linear`] with the transposed product taken up to `limit` rows.
 fn linear_up_to(x: &Tensor, w: &Tensor, b: Option<&Tensor>, limit: i64) -> Tensor {
+    let (rows, k) = rows_and_width(x);
     let mut shape = x.size();
-    let k = shape[shape.len() - 1];
-    let rows = if k > 0 { x.numel() as i64 / k } else { 0 };
     if x.device() != Device::Cpu || rows == 0 || rows > limit {
         return x.linear(w, b);
     }
@@ -1024,21 +984,6 @@ pub fn target_logprobs(logits: &Tensor, targets: &Tensor) -> Tensor {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The CPU family read from CPUID is the one Linux reports.
-    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
-    #[test]
-    fn the_cpu_family_is_the_kernels() {
-        let info = std::fs::read_to_string("/proc/cpuinfo").expect("/proc/cpuinfo");
-        let family = info
-            .lines()
-            .find_map(|l| {
-                let (key, value) = l.split_once(':')?;
-                (key.trim() == "cpu family").then(|| value.trim().parse::<u32>().ok())?
-            })
-            .expect("a cpu family line");
-        assert_eq!(cpu_family(), family);
-    }
 
     /// The oneDNN route gives `Tensor::linear`'s projection and gradients (input, weight, bias)
     /// for a batched input, contiguous or a strided view, with and without a bias; and

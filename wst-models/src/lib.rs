@@ -55,6 +55,7 @@
 
 mod chat;
 mod config;
+mod cpu;
 mod cuda_graph;
 mod decoder;
 mod device;

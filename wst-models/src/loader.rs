@@ -38,14 +38,7 @@ pub fn cpu_bf16_native() -> bool {
         Ok("1") => return true,
         _ => {}
     }
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx512bf16")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    crate::cpu::cpu().avx512bf16
 }
 
 /// A decoder ready to generate: weights, tokenizer, chat template, end and pad tokens.
